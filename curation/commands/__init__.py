@@ -1,0 +1,1 @@
+"""One module per `curate` command; see curation/cli.py."""
