@@ -1,0 +1,55 @@
+"""Recipes: one YAML file, validated by pydantic, that configures every stage.
+
+YAML is loaded with ``yaml.safe_load`` only. Each stage owns its config model (in its own
+module); the recipe nests them under the stage's name, so a recipe key, a CLI flag and a
+manifest field are one name for one thing.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from .errors import CurationError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_yaml(path: str | Path) -> dict:
+    p = Path(path)
+    if not p.exists():
+        raise CurationError(f"{p}: no such recipe")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise CurationError(f"{p}{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise CurationError(f"{p}: a recipe is a mapping of keys, not {type(data).__name__}")
+    return data
+
+
+def validation_message(path: str | Path, exc: ValidationError, prefix: str = "") -> str:
+    """One line per problem, each naming the key's path, e.g. ``filter.refusal_threshold``."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in ((prefix,) if prefix else ()) + tuple(err["loc"]))
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        parts.append(f"{loc}: {msg}")
+    return f"{path}: " + "; ".join(parts)
+
+
+def load_stage_config(path: str | Path | None, section: str, model: type[M]) -> M:
+    """The ``section`` of a recipe as ``model`` (defaults when no recipe is given)."""
+    if path is None:
+        return model()
+    data = load_yaml(path).get(section) or {}
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise CurationError(validation_message(path, exc, section)) from None
