@@ -40,6 +40,9 @@ class ReportConfig(BaseModel):
     tokenizer: str = Field(
         "llama3", description="Tokenizer for a conversation Parquet input (the pack stage's: llama3 or PATH/tokenizer.json)."
     )
+    special_tokens: dict[str, int] | None = Field(
+        None, description="ChatML marker -> token id, as for pack (default: the pack stage's mapping)."
+    )
 
     @field_validator("targets")
     @classmethod
@@ -66,9 +69,10 @@ def load_report_config(recipe: str | Path | None, **overrides) -> ReportConfig:
         data = dict(doc.get("report") or {})
         if "targets" not in data and "targets" in doc:
             data["targets"] = doc["targets"]
-        pack_tokenizer = (doc.get("pack") or {}).get("tokenizer")
-        if "tokenizer" not in data and pack_tokenizer:
-            data["tokenizer"] = pack_tokenizer
+        pack = doc.get("pack") or {}
+        for key in ("tokenizer", "special_tokens"):
+            if key not in data and pack.get(key) is not None:
+                data[key] = pack[key]
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return ReportConfig.model_validate(data)
@@ -95,20 +99,19 @@ def samples_of_packed(pack_dir: Path) -> pa.Table:
 
 def samples_of_conversations(table: pa.Table, tokenizer) -> pa.Table:
     """Render every conversation as the pack stage does and count its tokens and labels."""
-    from .render import render
+    import numpy as np
 
-    n_tokens, n_loss = [], []
-    for messages in table.column("messages").to_pylist():
-        input_ids, labels = render(messages, tokenizer)
-        n_tokens.append(len(input_ids))
-        n_loss.append(int((labels != -100).sum()))
+    from .render import IGNORE, tokenize_table
+
+    tokenized = tokenize_table(table, tokenizer)
+    n_loss = np.fromiter((int((labels != IGNORE).sum()) for labels in tokenized.labels), np.int64, len(tokenized))
     return pa.table(
         {
             "conversation_id": table.column("id"),
             "category": table.column("category"),
             "source": table.column("source"),
             "generator": table.column("generator"),
-            "num_tokens": pa.array(n_tokens, pa.int64()),
+            "num_tokens": pa.array(tokenized.lengths(), pa.int64()),
             "num_loss_tokens": pa.array(n_loss, pa.int64()),
         }
     )
@@ -259,7 +262,7 @@ def build_report(input_path: Path, config: ReportConfig) -> dict:
         from .tokenizer import load_tokenizer
 
         table = read_conversations(input_path)
-        tokenizer = load_tokenizer(config.tokenizer)
+        tokenizer = load_tokenizer(config.tokenizer, config.special_tokens)
         samples = samples_of_conversations(table, tokenizer)
         tokenizer_info = {"name": tokenizer.name, "sha256": tokenizer.sha256}
         kind = "conversations"
