@@ -6,8 +6,10 @@ manifest field are one name for one thing.
 """
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -15,6 +17,21 @@ from pydantic import BaseModel, ValidationError
 from .errors import CurationError
 
 M = TypeVar("M", bound=BaseModel)
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(value: Any) -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in string values (recipes point at a
+    user's endpoint this way). Unset variables without a default become empty strings."""
+    if isinstance(value, str):
+        return _ENV_REF.sub(lambda m: os.environ.get(m.group(1), m.group(2) or ""), value)
+    if isinstance(value, dict):
+        return {k: expand_env(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v) for v in value]
+    return value
 
 
 def load_yaml(path: str | Path) -> dict:
@@ -31,7 +48,7 @@ def load_yaml(path: str | Path) -> dict:
         return {}
     if not isinstance(data, dict):
         raise CurationError(f"{p}: a recipe is a mapping of keys, not {type(data).__name__}")
-    return data
+    return expand_env(data)
 
 
 def validation_message(path: str | Path, exc: ValidationError, prefix: str = "") -> str:
