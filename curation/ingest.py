@@ -237,18 +237,26 @@ def ingest_paths(
 
 
 def ingest(paths: list[Path], config: IngestConfig, progress: Callable[[int], None] | None = None) -> StageResult:
-    if config.format != "auto" and config.format not in CONVERTERS:
-        raise CurationError(f"unknown format '{config.format}' (choose auto or one of: {', '.join(FORMATS)})")
-    if config.category is not None and config.category not in CATEGORIES:
-        raise CurationError(f"unknown category '{config.category}' (choose one of: {', '.join(CATEGORIES)})")
+    return ingest_many([(list(paths), config)], progress)
+
+
+def ingest_many(
+    jobs: list[tuple[list[Path], IngestConfig]], progress: Callable[[int], None] | None = None
+) -> StageResult:
+    """Several sources, each with its own settings, into one table with unique ids."""
     kept: list[dict] = []
     rejected: list[dict] = []
     per_file: dict[str, dict] = {}
-    for path, source in expand_sources(paths):
-        k, r, stats = ingest_file(path, source, config, progress)
-        kept += k
-        rejected += r
-        per_file[str(path)] = stats
+    for paths, config in jobs:
+        if config.format != "auto" and config.format not in CONVERTERS:
+            raise CurationError(f"unknown format '{config.format}' (choose auto or one of: {', '.join(FORMATS)})")
+        if config.category is not None and config.category not in CATEGORIES:
+            raise CurationError(f"unknown category '{config.category}' (choose one of: {', '.join(CATEGORIES)})")
+        for path, source in expand_sources(paths):
+            k, r, stats = ingest_file(path, source, config, progress)
+            kept += k
+            rejected += r
+            per_file[str(path)] = stats
     _unique_ids(kept)
     records = sum(s["records"] for s in per_file.values())
     stats = {"files": per_file, "records": records, "conversations": len(kept)}
