@@ -1,0 +1,430 @@
+"""Tag stage: give every conversation one of the eight Table 1 categories.
+
+Three sources of a category, recorded in ``meta.category_source``:
+
+- ``declared``: the row already had a valid category (a recipe source or a generation
+  template set it); it is kept untouched unless ``retag_declared`` is set.
+- ``rules``: structure that cannot be misread decides -- declared tools, ``<tool_call>``s
+  or tool turns mean tool use; a question about the assistant's own identity, or a request
+  to judge or grade answers, means steering.
+- ``model``: everything else goes to a small softmax regression over words, word pairs and
+  structural signals (code fences and code-like lines, maths notation and numbers, persona
+  system prompts and "you are X" openings, output constraints). The weights ship in
+  ``curation/assets/tagger.json``; ``scripts/train_tagger.py`` rebuilds them.
+
+``method="llm"`` instead asks an OpenAI-compatible endpoint, with the answer constrained
+by a JSON schema to the eight slugs; rows whose request fails fall back to the offline
+tagger and say so in meta. The stage never rejects a row.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import CurationError
+from .io import empty_rejects
+from .meta import update_meta
+from .schema import CATEGORIES
+from .stage import StageResult
+
+if TYPE_CHECKING:  # the client is only needed for --method llm
+    from .client import Endpoint
+
+STAGE = "tag"
+SLUGS: tuple[str, ...] = tuple(CATEGORIES)
+ASSET = "tagger.json"
+
+
+class TagConfig(BaseModel):
+    """Settings of `curate tag` (recipe section ``tag``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    method: Literal["auto", "llm"] = Field(
+        "auto", description="auto: offline rules + shipped model on the CPU; llm: ask the configured endpoint."
+    )
+    retag_declared: bool = Field(
+        False, description="Re-tag rows that already carry a category instead of keeping the declared one."
+    )
+    max_chars: int = Field(
+        2000, ge=100, description="Characters of each turn the offline tagger reads (the opening decides)."
+    )
+    llm_max_chars: int = Field(
+        4000, ge=200, description="Characters of the conversation shown to the LLM."
+    )
+    llm_temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature of the LLM request.")
+
+
+# ----------------------------------------------------------------------------- signals
+
+_I = re.IGNORECASE
+_TOOL_MARKUP = re.compile(r"<tools>|<tool_call>|<tool_response>", _I)
+_IDENTITY = re.compile(
+    r"^\W*(?:(?:hi|hello|hey)\W+)?(?:who|what) (?:are|r) (?:you|u)\b"
+    r"|\b(?:what(?:'s| is) your name|your name\?|who (?:made|created|built|trained|developed) you"
+    r"|are you (?:an? )?(?:ai|bot|robot|human|person|chatgpt|gpt|language model|conscious|sentient)"
+    r"|(?:tell me|talk) about yourself|introduce yourself|how do you work|what can you do\b"
+    r"|what model are you|which (?:company|model) (?:made|are) you)"
+    r"|你是谁|你叫什么|你的名字|谁(?:开发|创造|训练)了你",
+    _I,
+)
+_JUDGE = re.compile(
+    r"\b(?:rate|grade|score|judge|evaluate|assess|critique|compare)\b[^.?!\n]{0,60}\b(?:response|answer|reply|output|completion)s?\b"
+    r"|\bwhich (?:response|answer|reply|output|assistant) is (?:better|more helpful|correct|best)"
+    r"|\bon a scale (?:of|from) \d+ to \d+",
+    _I,
+)
+_CODE_FENCE = re.compile(r"```")
+_CODE_LINE = re.compile(
+    r"^\s*(?:def |class |import |from \w+ import|#include|public |private |function |const |let |var |SELECT |INSERT |UPDATE |CREATE TABLE"
+    r"|for\s*\(|if\s*\(|while\s*\(|return\b|print\(|console\.log|<\w+[^>]*>|\$ |sudo |pip install|npm )"
+    r"|[;{}]\s*$|=>|\w+\(.*\)\s*[:{;]?\s*$",
+    re.MULTILINE,
+)
+_CODE_WORDS = re.compile(
+    r"\b(?:python|javascript|typescript|java|c\+\+|c#|rust|golang|sql|html|css|bash|shell script|regex|regular expression"
+    r"|function|algorithm|compile|debug|api|json|array|string|variable|class|method|script|program|code|query)\b",
+    _I,
+)
+_MATH_NOTATION = re.compile(r"\\frac|\\sqrt|\\int|\\sum|\$[^$\n]{1,80}\$|\^\d|\d\s*[-+*/×÷^]\s*\d|\b[xyz]\s*[=<>]|=\s*\d|√|π|∫|∑|≤|≥")
+_MATH_WORDS = re.compile(
+    r"\b(?:solve|calculate|compute|equation|integral|derivative|probability|sum of|product of|how many|how much|percent|percentage"
+    r"|average|mean|median|ratio|fraction|prime|factor|theorem|prove|proof|geometry|triangle|circle|radius|area|perimeter|volume)\b",
+    _I,
+)
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+_PERSONA_OPENING = re.compile(
+    r"^\W*(?:you are (?:a|an|the)? ?(?!given|provided|asked|required|going)\w+|you're (?:a|an) \w+|imagine (?:you are|you're|yourself as)|pretend (?:to be|you are|you're)"
+    r"|act as|i want you to act as|role-?play|let'?s role-?play|as (?:a|an) [\w -]{2,40},|take on the role|in character|stay in character|you will be)",
+    _I,
+)
+_PERSONA_SYSTEM = re.compile(r"\byou are (?!a (?:helpful|function-calling)|an? (?:ai|assistant))|\bcharacter\b|\brole-?play|\bpersona\b|\bin character\b", _I)
+_CONSTRAINT = re.compile(
+    r"\b(?:in (?:exactly |at most |no more than |under |less than )?\d+ (?:words|sentences|characters|lines|bullet points)"
+    r"|(?:only|just) (?:answer|respond|reply|output)|(?:answer|respond|reply) (?:only )?(?:in|with) (?:a single|one|json|yes or no|english|french|spanish|german|chinese)"
+    r"|single word|yes or no|always respond|never (?:mention|say|reveal|use)|do not (?:mention|reveal|use|include)|must (?:always|never|respond|answer))",
+    _I,
+)
+_WRITING_WORDS = re.compile(
+    r"\b(?:story|poem|poetry|haiku|limerick|sonnet|essay|article|blog|post|tweet|slogan|tagline|lyrics|song|script|email|letter"
+    r"|speech|ad|advertisement|caption|headline|description|narrative|novel|chapter|screenplay|jingle|rap|review)\b",
+    _I,
+)
+_WORD = re.compile(r"[a-z][a-z'_]*|\d+|[{}()\[\];=<>+\-*/^$\\#|`@%]")
+
+
+def is_tools_system(text: str) -> bool:
+    return "<tools>" in text
+
+
+@dataclass(frozen=True)
+class Signals:
+    """What the rules decide from, and the structural tokens the model reads."""
+
+    rule: str | None  # category set by a rule, if any
+    rule_evidence: str | None
+    tokens: list[str]
+
+
+def _turn_texts(messages: list[dict], max_chars: int) -> tuple[list[str], list[str], list[str], bool]:
+    system, user, assistant, tool_turn = [], [], [], False
+    for m in messages:
+        role, content = m.get("role"), (m.get("content") or "")[:max_chars]
+        if role == "system":
+            system.append(content)
+        elif role == "user":
+            user.append(content)
+        elif role == "assistant":
+            assistant.append(content)
+        elif role == "tool":
+            tool_turn = True
+    return system, user, assistant, tool_turn
+
+
+def _rule(sys_text: str, first_user: str, assistant: list[str], tool_turn: bool) -> tuple[str, str] | None:
+    if tool_turn:
+        return "tool_use", "tool turn"
+    if _TOOL_MARKUP.search(sys_text) or any(_TOOL_MARKUP.search(a) for a in assistant[:4]):
+        return "tool_use", "tool markup (<tools>/<tool_call>)"
+    if len(first_user) < 200 and _IDENTITY.search(first_user):
+        return "steering", f"identity question: {first_user[:80]!r}"
+    judge = _JUDGE.search(first_user[:600])
+    if judge:
+        return "steering", f"judging request: {judge.group(0)[:80]!r}"
+    return None
+
+
+def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rules: bool = True) -> Signals:
+    """Rules first; otherwise the token list (words, word pairs, structural flags) for the model.
+
+    ``apply_rules=False`` always returns the tokens (training reads rows the rules would take).
+    """
+    system, user, assistant, tool_turn = _turn_texts(messages, max_chars)
+    sys_text = "\n".join(system)
+    first_user = user[0] if user else ""
+    if apply_rules:
+        ruled = _rule(sys_text, first_user, assistant, tool_turn)
+        if ruled:
+            return Signals(ruled[0], ruled[1], [])
+
+    flags: list[str] = []
+    user_text = "\n".join(user[:3])
+    if system:
+        flags.append("§sys")
+        if _PERSONA_SYSTEM.search(sys_text):
+            flags.append("§sys_persona")
+        if _CONSTRAINT.search(sys_text):
+            flags.append("§sys_constraint")
+    if len(user) > 1:
+        flags.append("§multi_user")
+    if _PERSONA_OPENING.search(first_user[:200]):
+        flags.append("§persona_opening")
+    if _CONSTRAINT.search(user_text):
+        flags.append("§constraint")
+    if _CODE_FENCE.search(user_text):
+        flags.append("§user_fence")
+    n_code_lines = len(_CODE_LINE.findall(user_text))
+    if n_code_lines:
+        flags.append("§user_code_lines" if n_code_lines >= 3 else "§user_code_line")
+    if _CODE_WORDS.search(first_user[:400]):
+        flags.append("§code_words")
+    if assistant:
+        reply = assistant[0]
+        if _CODE_FENCE.search(reply) or len(_CODE_LINE.findall(reply)) >= 3:
+            flags.append("§reply_code")
+        if len(_MATH_NOTATION.findall(reply)) >= 3:
+            flags.append("§reply_math")
+    n_math = len(_MATH_NOTATION.findall(user_text))
+    if n_math:
+        flags.append("§math_notation" if n_math >= 2 else "§math_notation1")
+    n_numbers = len(_NUMBER.findall(first_user[:600]))
+    flags.append("§numbers0" if n_numbers == 0 else "§numbers1" if n_numbers < 3 else "§numbers3")
+    if _MATH_WORDS.search(first_user[:400]):
+        flags.append("§math_words")
+    if _WRITING_WORDS.search(first_user[:300]):
+        flags.append("§writing_words")
+    n_words = len(first_user.split())
+    flags.append("§len_s" if n_words < 12 else "§len_m" if n_words < 60 else "§len_l")
+
+    text = ((sys_text + "\n") if system else "") + user_text
+    words = _WORD.findall(text.lower())
+    words = ["0" if w.isdigit() else w for w in words]
+    bigrams = [f"{a} {b}" for a, b in zip(words, words[1:])]
+    opening = [f"^{w}" for w in words[:3]]
+    return Signals(None, None, flags + opening + words + bigrams)
+
+
+# ----------------------------------------------------------------------------- the model
+
+@dataclass(frozen=True)
+class Tagger:
+    """Softmax regression over token ids: score = bias + sum of the tokens' weight rows."""
+
+    categories: tuple[str, ...]
+    vocab: dict[str, int]
+    weights: np.ndarray  # (len(vocab), len(categories)) float32
+    bias: np.ndarray  # (len(categories),) float32
+    info: dict
+
+    def probabilities(self, token_lists: list[list[str]]) -> np.ndarray:
+        vocab = self.vocab
+        ids: list[int] = []
+        starts = np.zeros(len(token_lists), dtype=np.int64)
+        for i, tokens in enumerate(token_lists):
+            starts[i] = len(ids)
+            ids.extend({vocab[t] for t in tokens if t in vocab})
+        scores = np.tile(self.bias, (len(token_lists), 1)).astype(np.float64)
+        if ids:
+            rows = self.weights[np.asarray(ids, dtype=np.int64)].astype(np.float64)
+            counts = np.diff(np.append(starts, len(ids)))
+            nonempty = counts > 0
+            sums = np.add.reduceat(rows, starts[nonempty], axis=0)
+            scores[nonempty] += sums
+        scores -= scores.max(axis=1, keepdims=True)
+        exp = np.exp(scores)
+        return exp / exp.sum(axis=1, keepdims=True)
+
+    def to_json(self) -> dict:
+        w16 = self.weights.astype("<f2").tobytes()
+        return {
+            "format": "curation-tagger/1",
+            "categories": list(self.categories),
+            "vocab": sorted(self.vocab, key=self.vocab.get),
+            "weights_f16_b64": base64.b64encode(w16).decode("ascii"),
+            "bias": [round(float(b), 5) for b in self.bias],
+            "info": self.info,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Tagger":
+        if data.get("format") != "curation-tagger/1":
+            raise CurationError(f"tagger model: unknown format {data.get('format')!r}")
+        cats = tuple(data["categories"])
+        vocab = {t: i for i, t in enumerate(data["vocab"])}
+        w = np.frombuffer(base64.b64decode(data["weights_f16_b64"]), dtype="<f2").astype(np.float32)
+        return cls(cats, vocab, w.reshape(len(vocab), len(cats)), np.asarray(data["bias"], np.float32), data.get("info", {}))
+
+
+@lru_cache(maxsize=1)
+def shipped_tagger() -> Tagger:
+    """The model that ships in the package (read once per process; it is never mutated)."""
+    try:
+        text = resources.files("curation").joinpath("assets", ASSET).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CurationError(f"the tagger model curation/assets/{ASSET} is missing; run scripts/train_tagger.py") from None
+    return Tagger.from_json(json.loads(text))
+
+
+# ----------------------------------------------------------------------------- offline tagging
+
+def classify(messages_list: list[list[dict]], max_chars: int = 2000, tagger: Tagger | None = None) -> list[tuple[str, str, dict]]:
+    """(category, category_source, meta fields) for each conversation, offline."""
+    tagger = tagger or shipped_tagger()
+    signals = [conversation_signals(m or [], max_chars) for m in messages_list]
+    need_model = [i for i, s in enumerate(signals) if s.rule is None]
+    probs = tagger.probabilities([signals[i].tokens for i in need_model]) if need_model else None
+    out: list[tuple[str, str, dict]] = [None] * len(signals)  # type: ignore[list-item]
+    for i, s in enumerate(signals):
+        if s.rule is not None:
+            out[i] = (s.rule, "rules", {"tag_evidence": s.rule_evidence})
+    for j, i in enumerate(need_model):
+        k = int(probs[j].argmax())
+        out[i] = (tagger.categories[k], "model", {"tag_confidence": round(float(probs[j, k]), 3)})
+    return out
+
+
+# ----------------------------------------------------------------------------- LLM tagging
+
+LLM_SYSTEM = (
+    "You sort supervised fine-tuning conversations into exactly one category. Categories:\n"
+    "general: everyday requests, open or closed QA, reasoning puzzles, summarising, extracting, rewriting, advice, "
+    "brainstorming; anything no other category claims.\n"
+    "domain_expert: needs specialist knowledge (medicine, law, finance, science, engineering, academic humanities).\n"
+    "math: calculation, word problems, algebra to competition maths, proofs.\n"
+    "roleplay: the assistant plays a character or persona, in-character dialogue, interactive fiction.\n"
+    "coding: writing, explaining, reviewing or debugging code, SQL, shell.\n"
+    "tool_use: declared tools or function calls, tool results, multi-step agent traces, answers grounded in supplied "
+    "documents with citations.\n"
+    "content_generation: stories, poems, essays, articles, scripts, marketing copy, emails.\n"
+    "steering: the point is obeying a system prompt's constraints (format, style, language, length), the assistant's "
+    "identity, or judging and grading other answers.\n"
+    'Answer with JSON: {"category": "<slug>"}.'
+)
+LLM_RESPONSE_FORMAT = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "category",
+        "strict": True,
+        "schema": {
+            "type": "object",
+            "properties": {"category": {"type": "string", "enum": list(SLUGS)}},
+            "required": ["category"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+def render_for_llm(messages: list[dict], max_chars: int) -> str:
+    """The conversation as plain text, each turn clipped so the whole fits ``max_chars``."""
+    per_turn = max(200, max_chars // max(1, len(messages)))
+    parts = [f"[{m.get('role')}]\n{(m.get('content') or '')[:per_turn]}" for m in messages]
+    return "\n\n".join(parts)[:max_chars]
+
+
+def parse_llm_category(text: str | None) -> str | None:
+    """The slug from a JSON answer, or None when the answer is not one of the eight."""
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        match = re.search(r'"category"\s*:\s*"(\w+)"', text)
+        value = {"category": match.group(1)} if match else None
+    slug = value.get("category") if isinstance(value, dict) else None
+    return slug if slug in CATEGORIES else None
+
+
+def classify_llm(
+    ids: list[str], messages_list: list[list[dict]], config: TagConfig, endpoint: "Endpoint", journal=None, progress: bool = True
+) -> tuple[list[tuple[str, str, dict]], dict]:
+    """Ask the endpoint for each conversation; failures fall back to the offline tagger."""
+    from .client import ChatRequest, chat_many
+
+    requests = [
+        ChatRequest(
+            key=f"{row_id}:tag",
+            messages=[
+                {"role": "system", "content": LLM_SYSTEM},
+                {"role": "user", "content": render_for_llm(msgs or [], config.llm_max_chars)},
+            ],
+            params={"temperature": config.llm_temperature, "max_tokens": 32, "response_format": LLM_RESPONSE_FORMAT},
+        )
+        for row_id, msgs in zip(ids, messages_list)
+    ]
+    responses, usage = chat_many(requests, endpoint, journal=journal, progress=progress)
+    out: list[tuple[str, str, dict]] = []
+    fallback_rows = []
+    for i, resp in enumerate(responses):
+        slug = None if resp.error else parse_llm_category(resp.text)
+        if slug is not None:
+            out.append((slug, "llm", {"tag_model": resp.model}))
+        else:
+            out.append(None)  # type: ignore[arg-type]
+            fallback_rows.append((i, resp.error or f"unusable answer {str(resp.text)[:80]!r}"))
+    if fallback_rows:
+        offline = classify([messages_list[i] for i, _ in fallback_rows], config.max_chars)
+        for (i, why), (cat, source, extra) in zip(fallback_rows, offline):
+            out[i] = (cat, source, {**extra, "tag_llm_error": why})
+    usage = {**usage, "llm_fallbacks": len(fallback_rows)}
+    return out, usage
+
+
+# ----------------------------------------------------------------------------- the stage
+
+def tag_table(table: pa.Table, config: TagConfig, endpoint: "Endpoint | None" = None, journal=None) -> StageResult:
+    """Fill ``category`` for every row; declared categories stay unless ``retag_declared``."""
+    categories = table.column("category").to_pylist()
+    metas = table.column("meta").to_pylist()
+    todo = [i for i, c in enumerate(categories) if config.retag_declared or c not in CATEGORIES]
+    invalid = {i for i in todo if categories[i] is not None and categories[i] not in CATEGORIES}
+    messages = table.column("messages").to_pylist() if todo else []
+    stats: dict = {"method": config.method}
+    if config.method == "llm" and todo:
+        if endpoint is None:
+            raise CurationError("tag --method llm needs an endpoint (recipe `endpoint`, or OPENAI_BASE_URL / OPENAI_API_KEY)")
+        ids = table.column("id").to_pylist()
+        decided, usage = classify_llm([ids[i] for i in todo], [messages[i] for i in todo], config, endpoint, journal)
+        stats["llm"] = usage
+    else:
+        decided = classify([messages[i] for i in todo], config.max_chars)
+
+    new_categories = list(categories)
+    new_metas = list(metas)
+    sources = ["declared"] * len(categories)
+    for i in range(len(categories)):
+        if categories[i] in CATEGORIES and not config.retag_declared:
+            new_metas[i] = update_meta(metas[i], category_source="declared")
+    for i, (cat, source, extra) in zip(todo, decided):
+        new_categories[i], sources[i] = cat, source
+        if i in invalid:
+            extra = {**extra, "tag_replaced_category": categories[i]}
+        elif config.retag_declared and categories[i] in CATEGORIES:
+            extra = {**extra, "tag_declared_category": categories[i]}
+        new_metas[i] = update_meta(metas[i], category_source=source, **extra)
+
+    kept = table.set_column(table.schema.get_field_index("category"), "category", pa.array(new_categories, pa.string()))
+    kept = kept.set_column(kept.schema.get_field_index("meta"), "meta", pa.array(new_metas, pa.string()))
+    stats["by_category"] = dict(Counter(new_categories).most_common())
+    stats["by_source"] = dict(Counter(sources).most_common())
+    stats["replaced_invalid"] = len(invalid)
+    return StageResult(kept, empty_rejects(), stats)
