@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+NAME = "tag"
+ORDER = 60
+HELP = "Give every conversation one of the eight Table 1 categories (offline rules + model, or an LLM); declared categories are kept."
+
+
+def command(
+    src: Path = typer.Argument(..., help="Conversation Parquet to tag."),
+    out: Path = typer.Option(..., "--out", help="Tagged conversation Parquet."),
+    rejects: Path = typer.Option(None, "--rejects", help="Rejects Parquet (always empty: tagging keeps every row)."),
+    config: Path = typer.Option(None, "--config", help="Recipe YAML; its `tag` section sets the defaults below, `endpoint` the LLM."),
+    method: str = typer.Option(None, "--method", help="auto (offline, CPU) or llm (ask the endpoint). [default: auto]"),
+    retag_declared: bool = typer.Option(None, "--retag-declared/--keep-declared", help="Re-tag rows that already have a category. [default: keep]"),
+    max_chars: int = typer.Option(None, "--max-chars", help="Characters of each turn the offline tagger reads. [default: 2000]"),
+    llm_max_chars: int = typer.Option(None, "--llm-max-chars", help="Characters of the conversation shown to the LLM. [default: 4000]"),
+    llm_temperature: float = typer.Option(None, "--llm-temperature", help="Temperature of the LLM request. [default: 0]"),
+    endpoint: str = typer.Option(None, "--endpoint", help="For --method llm: `local` or an OpenAI-compatible base URL."),
+    model: str = typer.Option(None, "--model", help="For --method llm: model name at the endpoint."),
+) -> None:
+    from pydantic import ValidationError
+
+    from ..console import print_counts
+    from ..errors import CurationError
+    from ..recipe import load_stage_config
+    from ..stage import default_rejects_path, run_table_stage
+    from ..tag import TagConfig, tag_table
+
+    base = load_stage_config(config, NAME, TagConfig)
+    flags = {"method": method, "retag_declared": retag_declared, "max_chars": max_chars,
+             "llm_max_chars": llm_max_chars, "llm_temperature": llm_temperature}
+    try:
+        cfg = TagConfig.model_validate({**base.model_dump(), **{k: v for k, v in flags.items() if v is not None}})
+    except ValidationError as exc:
+        problems = "; ".join(f"--{'-'.join(str(x) for x in e['loc']).replace('_', '-')}: {e['msg']}" for e in exc.errors())
+        raise CurationError(problems) from None
+
+    rejects = rejects or default_rejects_path(out)
+    args = {"src": str(src), "out": str(out), "rejects": str(rejects), "config": str(config) if config else None, **cfg.model_dump()}
+    if cfg.method == "llm":
+        from ..client import EndpointConfig
+        from ..endpoint import apply_flags, open_endpoint
+
+        ep_cfg = apply_flags(load_stage_config(config, "endpoint", EndpointConfig), endpoint, model)
+        journal = Path(str(out) + ".journal.jsonl")
+        with open_endpoint(ep_cfg) as ep:
+            args["endpoint"] = {"base_url": ep.base_url, "model": ep.model}
+            result, manifest = run_table_stage(NAME, lambda table: tag_table(table, cfg, ep, journal), src, out, rejects, args)
+    else:
+        result, manifest = run_table_stage(NAME, lambda table: tag_table(table, cfg), src, out, rejects, args)
+    print_counts(NAME, manifest.rows_in, manifest.rows_out, manifest.rejected_by_reason)
+    from ..console import console
+
+    console.print("categories: " + ", ".join(f"{c} {n}" for c, n in result.stats["by_category"].items()), soft_wrap=True)
+    console.print("decided by: " + ", ".join(f"{s} {n}" for s, n in result.stats["by_source"].items()), soft_wrap=True)
