@@ -389,6 +389,16 @@ def balance_report(shard_stats: list[dict]) -> dict:
 # ----------------------------------------------------------------------------- output
 
 
+def check_out_dir(out_dir) -> "Path":
+    """The output folder, refused early when it holds something other than a pack output."""
+    from pathlib import Path
+
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "pack_stats.json").exists())):
+        raise CurationError(f"{out}: exists and is not a pack output; choose another --out")
+    return out
+
+
 def write_pack_dir(result: PackResult, out_dir) -> list[str]:
     """Write the shards (a ``datasets`` folder), samples.parquet and pack_stats.json.
 
@@ -406,9 +416,7 @@ def write_pack_dir(result: PackResult, out_dir) -> list[str]:
 
     from .io import write_json_atomic, write_table
 
-    out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "pack_stats.json").exists())):
-        raise CurationError(f"{out}: exists and is not a pack output; choose another --out")
+    out = check_out_dir(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
