@@ -8,8 +8,8 @@ what a reply is), and subtracts credit when the reply goes on to deliver substan
 content. ``refusal_score`` returns a score in [0, 1) and the evidence strings, so a
 reject row can say why; ``is_refusal`` compares it with a threshold.
 
-Only English cues are known. The cheap ``_ANY_CUE`` pre-check over the opening of the
-text lets almost every helpful reply out after one regex search.
+Only English cues are known. Each cue is gated by a substring test on the lowered opening,
+so a helpful reply costs a few substring tests, not two dozen regex scans.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ _I = re.IGNORECASE
 _CUES: list[tuple[str, float, str]] = [
     # Refusing the request itself: the strongest evidence.
     ("refusal", 1.2, r"\bI (?:cannot|can ?not|can't|can’t|won't|won’t|will not|am unable to|'m unable to|’m unable to|am not able to|'m not able to|’m not able to|must decline to|must respectfully decline to|refuse to|am not going to|'m not going to|’m not going to) "
-                     r"(?:fulfill|fulfil|comply|assist|help|provide|create|generate|write|produce|engage|participate|support|give|offer|share|answer|complete|do that|do this|draft|compose|develop|design|make|facilitate|encourage|promote|condone|endorse|recommend|respond|continue|perform|carry out|describe|explain|disclose|reveal)"),
+                     r"(?:fulfill|fulfil|comply|assist|help(?! but\b)|provide|create|generate|write|produce|engage|participate|support|give|offer|share|answer|complete|do that|do this|draft|compose|develop|design|make|facilitate|encourage|promote|condone|endorse|recommend|respond|continue|perform|carry out|describe|explain|disclose|reveal)"),
     ("refusal", 1.2, r"\b(?:I must|I have to|I need to|I'll have to|I’ll have to|I would have to|I will have to) (?:respectfully |politely )?(?:decline|refuse|pass on)"),
     ("refusal", 1.0, r"\b(?:can't|cannot|can’t|won't|unable to|not able to) (?:help|assist) (?:you )?with (?:that|this|your|such|those|these|requests?)"),
     ("refusal", 1.0, r"\b(?:your|this|that|such a|the) request (?:is|goes|violates|would|involves|promotes|asks)"),
@@ -61,8 +61,70 @@ _CUES: list[tuple[str, float, str]] = [
     ("redirect", 0.4, r"\b(?:(?:Can|May|Is there (?:anything|something)) (?:I|else I can) (?:help|assist) you with (?:something|anything)? ?else|(?:If you have|feel free to ask) (?:any )?(?:other|another|different) (?:questions?|requests?|topics?)|Instead,? (?:I (?:can|could|suggest|recommend|would)|(?:you|we) (?:could|can|might|should)|(?:let's|let me|perhaps|consider|why not|how about)))"),
 ]
 
-_COMPILED = [(family, weight, re.compile(pattern, _I)) for family, weight, pattern in _CUES]
-_ANY_CUE = re.compile("|".join(f"(?:{p})" for _, _, p in _CUES), _I)
+# Per cue, lowercase words one of which must occur for the pattern to match at all: a
+# substring test costs a microsecond, a case-insensitive regex scan a hundred times more.
+_CUE_KEYS: list[tuple[str, ...]] = [
+    ('cannot', 'can not', "can't", 'can’t', "won't", 'won’t', 'will not', 'unable', 'not able', 'decline', 'refuse', 'not going'),
+    ('decline', 'refuse', 'pass on'),
+    ('help', 'assist'),
+    ('request',),
+    ('not comfortable', 'not able', 'not willing', 'not programmed', 'not designed', 'not allowed', 'not permitted', 'unable'),
+    ('feel comfortable', 'think'),
+    ('cannot', "can't", 'can’t', "won't", 'will not', 'must not', "shouldn't", 'should not'),
+    ('not something', 'not within', 'not able to be'),
+    ('not possible for me', 'it would'),
+    ('fulfil', 'comply', 'assist with', 'accommodate', 'honor', 'honour'),
+    ('sorry', 'apolog'),
+    ('unfortunately',),
+    ('as a', "i'm", 'i am', 'i’m', 'being a'),
+    ('my programming', 'my training', 'my creators', 'my developers', 'my design', 'my purpose', 'my guidelines', 'my principles', 'my ethical', 'my core', 'programmed to', 'designed to', 'trained to'),
+    ("don't have", 'do not have', 'don’t have'),
+    ('cut', 'as of my', 'since my', 'my training data'),
+    ('cannot', "can't", 'can’t', 'unable'),
+    ('polic', 'guideline', 'programming', 'principles', 'ethics', 'terms of'),
+    ('guidelines', 'terms of service'),
+    ('illegal', 'unethical', 'appropriate', 'morally', 'harmful', 'promot'),
+    ('encourage', 'urge', 'advise', 'recommend', 'important', 'crucial', 'essential'),
+    ('respect', 'safety of', 'well-being of', 'wellbeing of', 'legal and ethical', 'ethical and legal', 'responsible and ethical', 'harm '),
+    ('openai', 'anthropic', 'google', 'meta', 'microsoft', 'alibaba', 'mistral', 'chatgpt', 'claude', 'bard', 'gemini', 'llama', 'gpt-', 'qwen'),
+    ('help you with', 'assist you with', 'other question', 'other request', 'other topic', 'another', 'different', 'instead'),
+]
+assert len(_CUE_KEYS) == len(_CUES)
+_COMPILED = [(family, weight, re.compile(pattern, _I), keys) for (family, weight, pattern), keys in zip(_CUES, _CUE_KEYS)]
+_TAIL_FAMILIES = ("redirect", "refusal", "ai_self_reference", "policy")
+
+
+
+def _strip_lookarounds(pattern: str) -> str:
+    """Drop ``(?!...)``/``(?=...)`` groups: RE2 lacks them, and without them a pattern matches more."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith(("(?!", "(?="), i) and (i == 0 or pattern[i - 1] != "\\"):
+            depth, j = 0, i
+            while j < len(pattern):
+                if pattern[j] == "\\":
+                    j += 2
+                    continue
+                depth += pattern[j] == "("
+                depth -= pattern[j] == ")"
+                j += 1
+                if depth == 0:
+                    break
+            i = j
+            continue
+        out.append(pattern[i])
+        i += 1
+    return "".join(out)
+
+
+# RE2 form of every cue (for Arrow's vectorised pre-check): matches wherever a cue can.
+_PREFILTER_RE2 = "|".join(f"(?:{_strip_lookarounds(p)})" for _, _, p in _CUES).replace("\\w", "[\\pL\\pN_]")
+
+
+def prefilter_pattern() -> str:
+    """An RE2 regex (use case-insensitively) that matches every text any cue matches."""
+    return _PREFILTER_RE2
+
 
 # Openers that announce compliance ("Sure, here is...", a title, a numbered step, code).
 _COMPLIANT_OPENING = re.compile(
@@ -77,6 +139,12 @@ _PIVOT = re.compile(
     r"\b(?:however|that said|with that said|having said that|that being said|but|nevertheless|nonetheless)[,:]? "
     r"(?:(?:I|we) (?:can|could|will|'ll|’ll) (?:certainly |still |definitely )?(?:provide|give|offer|share|write|describe|explain|outline|help|create|draft|suggest|list)"
     r"|here(?:'s| is| are)|below (?:is|are)|the following|let me|I(?:'m| am) happy to)",
+    _I,
+)
+# What a pivot offers when it only redirects: something else, a safer topic, resources.
+_REDIRECT_ONLY = re.compile(
+    r"[^.!?\n]{0,60}\b(?:something else|anything else|other (?:questions?|topics?|requests?)|a different|alternative|"
+    r"legal|ethical|safe(?:r|ty)?|responsible|legitimate|resources|professional help|the (?:risks|dangers|consequences))",
     _I,
 )
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
@@ -120,27 +188,28 @@ def refusal_score(text: str) -> tuple[float, list[str]]:
         return 0.0, []
     head = text[:OPENING_CHARS]
     tail = text[-TAIL_CHARS:] if len(text) > OPENING_CHARS + TAIL_CHARS else ""
-    if _ANY_CUE.search(head) is None and (not tail or _ANY_CUE.search(tail) is None):
-        return 0.0, []
-    starts = _sentence_starts(head, 4)
+    head_low, tail_low = head.lower(), tail.lower()
+    starts: list[int] | None = None
     points = 0.0
     evidence: list[str] = []
     best_by_family: dict[str, float] = {}
     last_cue_end = 0
-    for family, weight, pattern in _COMPILED:
-        for m in pattern.finditer(head):
-            w = weight * _position_weight(m.start(), starts)
-            # Several cues of one family add up, but with diminishing returns.
-            seen = best_by_family.get(family, 0.0)
-            gained = w if seen == 0.0 else w * 0.35
-            best_by_family[family] = max(seen, w)
-            points += gained
-            last_cue_end = max(last_cue_end, m.end())
-            evidence.append(f'{family}:"{m.group(0).strip()}"')
-            break  # one hit per pattern is enough evidence
-        if tail:
+    for family, weight, pattern, keys in _COMPILED:
+        if any(k in head_low for k in keys):
+            m = pattern.search(head)  # one hit per pattern is enough evidence
+            if m is not None:
+                if starts is None:
+                    starts = _sentence_starts(head, 4)
+                w = weight * _position_weight(m.start(), starts)
+                # Several cues of one family add up, but with diminishing returns.
+                seen = best_by_family.get(family, 0.0)
+                points += w if seen == 0.0 else w * 0.35
+                best_by_family[family] = max(seen, w)
+                last_cue_end = max(last_cue_end, m.end())
+                evidence.append(f'{family}:"{m.group(0).strip()}"')
+        if tail and family in _TAIL_FAMILIES and any(k in tail_low for k in keys):
             m = pattern.search(tail)
-            if m is not None and family in ("redirect", "refusal", "ai_self_reference", "policy"):
+            if m is not None:
                 points += weight * 0.3
                 evidence.append(f'{family}@end:"{m.group(0).strip()}"')
     if points == 0.0:
@@ -161,8 +230,9 @@ def refusal_score(text: str) -> tuple[float, list[str]]:
     rest = len(text) - last_cue_end
     refuses_at_end = any(e.startswith("refusal@end") for e in evidence) or _repeats_opening(text)
     pivot = _PIVOT.search(text, 0, min(len(text), last_cue_end + 300))
-    if pivot is not None and len(text) - pivot.end() > 300 and not refuses_at_end:
-        points -= 2.0 + (0.4 if _CONTENT_MARK.search(text, pivot.end()) else 0.0)
+    after_pivot = len(text) - pivot.end() if pivot is not None else 0
+    if pivot is not None and after_pivot > 40 and not refuses_at_end and not _REDIRECT_ONLY.match(text, pivot.end()):
+        points -= 1.0 + (1.0 if after_pivot > 300 else 0.0) + (0.4 if _CONTENT_MARK.search(text, pivot.end()) else 0.0)
         evidence.append(f'helps_after_pivot:"{pivot.group(0).strip()}"')
     elif rest > 600 and not refuses_at_end:
         credit = min(1.5, (rest - 600) / 1200) + (0.4 if _CONTENT_MARK.search(text, last_cue_end) else 0.0)
