@@ -62,11 +62,11 @@ class FilterConfig(BaseModel):
         default_factory=lambda: list(HERMES_REASONING_TAGS),
         description="Tags that must be balanced in every turn besides <tools>, <tool_call>, <tool_response>.",
     )
-    control_token_pattern: str = Field(
+    control_pattern: str = Field(
         r"<\|[A-Za-z0-9_]{1,40}\|>",
         description="RE2 regex for chat-template control tokens (<|im_start|>, <|eot_id|>, ...) that corrupt packing.",
     )
-    extra_control_tokens: list[str] = Field(
+    extra_control_sequences: list[str] = Field(
         default_factory=list,
         description='Literal tokens to treat as control tokens too, e.g. ["</s>", "[INST]"] for a Llama-2 template.',
     )
@@ -179,9 +179,9 @@ class _Scanner:
         self.config = config
         self.enabled = set(config.checks)
         self.tag_pattern = _tag_pattern(list(TOOL_TAGS) + list(config.reasoning_tags))
-        control = config.control_token_pattern
-        if config.extra_control_tokens:
-            control = "|".join([control] + [re.escape(t) for t in config.extra_control_tokens])
+        control = config.control_pattern
+        if config.extra_control_sequences:
+            control = "|".join([control] + [re.escape(t) for t in config.extra_control_sequences])
         self.control_re2 = control
         self.control = re.compile(control)
         tags = "|".join(re.escape(t) for t in list(TOOL_TAGS) + list(config.reasoning_tags))
