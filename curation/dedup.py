@@ -80,13 +80,18 @@ def normalised_words(text: pa.Array) -> pa.ListArray:
 
     An empty or all-punctuation text gives an empty list (never a list holding "")."""
     text = pc.utf8_lower(pc.utf8_normalize(pc.fill_null(text, ""), "NFKC"))
-    text = pc.utf8_trim(pc.replace_substring_regex(text, r"[\p{P}\p{S}\s]+", " "), " ")
-    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
-    words = pc.split_pattern(text, " ")
-    lengths = pc.fill_null(pc.list_value_length(words), 0)
-    offsets = np.zeros(len(words) + 1, dtype=np.int64)
-    np.cumsum(lengths.to_numpy(zero_copy_only=False), out=offsets[1:])
-    return pa.LargeListArray.from_arrays(pa.array(offsets), pc.list_flatten(words))
+    # NFKC already turned exotic spaces into " "; punctuation, symbols and other whitespace become " " too.
+    # (pyarrow's utf8_split_whitespace is avoided: it returned words with trailing spaces on real data.)
+    text = pc.replace_substring_regex(text, r"[\p{P}\p{S}\t\n\v\f\r\x{85}\x{2028}\x{2029}]+", " ")
+    pieces = pc.split_pattern(text, " ")
+    flat = pc.list_flatten(pieces)
+    real = pc.not_equal(flat, "")  # runs of spaces split into empty strings
+    parents = pc.list_parent_indices(pieces).to_numpy()
+    lengths = np.bincount(parents, weights=real.to_numpy(zero_copy_only=False), minlength=len(text))
+    offsets = np.zeros(len(text) + 1, dtype=np.int64)
+    np.cumsum(lengths.astype(np.int64), out=offsets[1:])
+    words = pc.filter(flat, real)
+    return pa.LargeListArray.from_arrays(pa.array(offsets), words)
 
 
 def _fmix64(h: np.ndarray) -> np.ndarray:
@@ -164,15 +169,16 @@ def minhash_signatures(hashes: np.ndarray, counts: np.ndarray, a: np.ndarray, b:
         return sig
     row_of = np.repeat(np.arange(n), counts)
     mixed = _fmix32(hashes)
-    block = np.empty((min(_SHINGLE_CHUNK, len(hashes)), len(a)), dtype=np.uint32)
+    # (num_perm x chunk) layout: the min-reduction runs along contiguous memory, ~6x faster than (chunk x num_perm)
+    block = np.empty((len(a), min(_SHINGLE_CHUNK, len(hashes))), dtype=np.uint32)
     for s0 in range(0, len(hashes), _SHINGLE_CHUNK):
         hv = mixed[s0 : s0 + _SHINGLE_CHUNK]
-        m = block[: len(hv)]
-        np.multiply(hv[:, None], a[None, :], out=m)
-        m += b
+        m = block[:, : len(hv)]
+        np.multiply(a[:, None], hv[None, :], out=m)
+        m += b[:, None]
         rows = row_of[s0 : s0 + _SHINGLE_CHUNK]
         seg = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
-        mins = np.minimum.reduceat(m, seg, axis=0)
+        mins = np.minimum.reduceat(m, seg, axis=1).T
         target = rows[seg]
         sig[target] = np.minimum(sig[target], mins)
     return sig
@@ -284,6 +290,18 @@ def _survivors(ids: pa.Array, cluster: np.ndarray, rank: np.ndarray, words: np.n
     return survivor
 
 
+def _assistant_words_in_clusters(table: pa.Table, cluster: np.ndarray, batch_rows: int) -> np.ndarray:
+    """Assistant words, counted only where a tie-break can need them: rows sharing a cluster."""
+    words = np.zeros(len(cluster), dtype=np.int64)
+    _, inverse, sizes = np.unique(cluster, return_inverse=True, return_counts=True)
+    rows = np.flatnonzero(sizes[inverse] > 1)
+    messages = table.column("messages")
+    for s0 in range(0, len(rows), batch_rows):
+        part = rows[s0 : s0 + batch_rows]
+        words[part] = assistant_words(messages.take(pa.array(part)))
+    return words
+
+
 def _size_histogram(cluster: np.ndarray) -> dict[str, int]:
     _, sizes = np.unique(cluster, return_counts=True)
     hist = Counter(int(s) for s in sizes[sizes > 1])
@@ -293,14 +311,13 @@ def _size_histogram(cluster: np.ndarray) -> dict[str, int]:
 # ---------------------------------------------------------------- the stage
 
 
-def sketch(table: pa.Table, config: DedupConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per row: 128-bit key digest (2 x uint64), non-empty flag, signature, assistant words; batch by batch."""
+def sketch(table: pa.Table, config: DedupConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: 128-bit key digest (2 x uint64), non-empty flag and signature; batch by batch."""
     a, b = permutations(config.num_perm, config.seed)
     n = table.num_rows
     digests = np.zeros((n, 2), dtype=np.uint64)
     nonempty = np.zeros(n, dtype=bool)
     sig = np.empty((n, config.num_perm), dtype=np.uint32)
-    words_out = np.zeros(n, dtype=np.int64)
     messages = table.column("messages")
     for s0 in range(0, n, config.batch_rows):
         batch = messages.slice(s0, config.batch_rows).combine_chunks()
@@ -311,8 +328,7 @@ def sketch(table: pa.Table, config: DedupConfig) -> tuple[np.ndarray, np.ndarray
         hashes, counts = shingle_hashes(words, config.ngram)
         nonempty[s0:s1] = counts > 0
         sig[s0:s1] = minhash_signatures(hashes, counts, a, b)
-        words_out[s0:s1] = assistant_words(batch)
-    return digests, nonempty, sig, words_out
+    return digests, nonempty, sig
 
 
 def _exact_groups(digests: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -331,7 +347,7 @@ def dedup_table(table: pa.Table, config: DedupConfig) -> StageResult:
     """Remove exact and near duplicates; each cluster keeps its highest-priority copy."""
     n = table.num_rows
     bands, rows = lsh_params(config.threshold, config.num_perm, config.false_positive_weight, config.false_negative_weight)
-    digests, nonempty, sig, words = sketch(table, config)
+    digests, nonempty, sig = sketch(table, config)
 
     group, first_row = _exact_groups(digests)
     reps = first_row[nonempty[first_row]]  # one indexed row per non-empty exact group
@@ -348,6 +364,7 @@ def dedup_table(table: pa.Table, config: DedupConfig) -> StageResult:
     local = rep_of_group[group]
     cluster = np.where(local >= 0, reps[root[np.maximum(local, 0)]], np.arange(n))  # empty keys: own cluster
 
+    words = _assistant_words_in_clusters(table, cluster, config.batch_rows)
     rank = priority_ranks(table.column("generator").combine_chunks(), config.priority)
     survivor = _survivors(table.column("id").combine_chunks(), cluster, rank, words)
     removed = np.flatnonzero(survivor != np.arange(n))
