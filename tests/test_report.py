@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -209,3 +210,80 @@ def test_card_template_placeholder_errors_are_clear(conv_report, tmp_path):
 def test_shard_glob_matches_only_the_shards():
     assert shard_glob(["data-00000-of-00002.arrow", "data-00001-of-00002.arrow"]) == "data-*.arrow"
     assert shard_glob([]) == "*.arrow"
+
+
+# ----------------------------------------------------------------------------- packed input
+
+@pytest.fixture(scope="module")
+def pack_dir(run_dir: Path) -> Path:
+    root = run_dir.parent.parent
+    done = curate("pack", "runs/demo/dedup.parquet", "--out", "runs/demo/pack", "--seq-len", "2048", "--shards", "2", cwd=root)
+    assert done.returncode == 0, done.stderr
+    return run_dir / "pack"
+
+
+@pytest.fixture(scope="module")
+def packed_report(pack_dir: Path) -> dict:
+    report = build_report(pack_dir, ReportConfig())
+    write_report(report, pack_dir.parent / "report-packed")
+    return report
+
+
+def count_shards_as_a_trainer(pack_dir: Path) -> dict[str, list[int]]:
+    """Independent count: read every Arrow shard alone, cut each packed row into its sample
+    spans by seq_lens, count tokens and labelled tokens per span, and join the spans'
+    sample ids with samples.parquet for their category."""
+    from datasets import Dataset
+
+    index = pq.read_table(pack_dir / "samples.parquet", columns=["sample_id", "conversation_id", "category"]).to_pydict()
+    category_of = {s: c or "untagged" for s, c in zip(index["sample_id"], index["category"])}
+    conversation_of = dict(zip(index["sample_id"], index["conversation_id"]))
+    counts: dict[str, list] = {}
+    for shard in sorted(pack_dir.glob("*.arrow")):
+        for row in Dataset.from_file(str(shard)):
+            labels = np.asarray(row["labels"])
+            assert sum(row["seq_lens"]) == row["num_tokens"] == len(row["input_ids"]) == len(labels)
+            assert np.count_nonzero(labels != -100) == row["num_loss_tokens"]
+            start = 0
+            for n, sid in zip(row["seq_lens"], row["sample_ids"]):
+                c = counts.setdefault(category_of[sid], [set(), 0, 0])
+                c[0].add(conversation_of[sid])
+                c[1] += n
+                c[2] += int(np.count_nonzero(labels[start : start + n] != -100))
+                start += n
+    return {k: [len(v[0]), v[1], v[2]] for k, v in counts.items()}
+
+
+def test_packed_report_tokens_equal_an_independent_count_of_the_shards(pack_dir, packed_report):
+    independent = count_shards_as_a_trainer(pack_dir)
+    got = {r["category"]: [r["conversations"], r["total_tokens"], r["output_tokens"]] for r in packed_report["categories"] if r["samples"]}
+    assert got == independent
+    stats = json.loads((pack_dir / "pack_stats.json").read_text())
+    assert packed_report["totals"]["total_tokens"] == stats["total_tokens"] == sum(v[1] for v in independent.values())
+    assert packed_report["totals"]["output_tokens"] == stats["loss_tokens"]
+
+
+def test_packed_report_has_the_funnel_through_pack_and_the_packing(pack_dir, packed_report):
+    steps = packed_report["funnel"]
+    assert [s["stage"] for s in steps] == ["ingest", "dedup", "pack"]
+    pack = read_manifest(pack_dir / "manifest.json")
+    assert steps[2]["rows_in"] == steps[1]["rows_out"] == pack["rows_in"]
+    assert steps[2]["rejected_by_reason"] == pack["rejected_by_reason"]
+    assert steps[2]["rejected_by_reason"].get("too_long", 0) > 0  # 2048 tokens drop a few long ones
+    p = packed_report["packing"]
+    assert p["seq_len"] == 2048 and len(p["shards"]) == 2 and p["num_packs"] >= p["lower_bound_packs"]
+    md = (pack_dir.parent / "report-packed" / "report.md").read_text()
+    assert "## Packing" in md and f"| Packs | {p['num_packs']:,} |" in md
+    assert f"| pack | `pack` | {steps[2]['rows_in']:,} | {steps[2]['rows_out']:,} |" in md
+
+
+def test_card_configs_point_at_the_shards(pack_dir, packed_report, tmp_path):
+    from datasets import load_dataset
+
+    text = render_card(packed_report, CardConfig(), "demo")
+    header = yaml.safe_load(text.split("---\n")[1])
+    pattern = header["configs"][0]["data_files"][0]["path"]
+    assert sorted(p.name for p in pack_dir.glob(pattern)) == sorted(packed_report["packing"]["shards"])
+    ds = load_dataset("arrow", data_files=str(pack_dir / pattern), split="train", cache_dir=str(tmp_path))
+    assert ds.num_rows == packed_report["packing"]["num_packs"]
+    assert header["size_categories"] == ["n<1K"]  # rows of the published data are packs
