@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .io import make_rejects
 from .meta import load_meta
@@ -70,6 +70,16 @@ class FilterConfig(BaseModel):
         default_factory=list,
         description='Literal tokens to treat as control tokens too, e.g. ["</s>", "[INST]"] for a Llama-2 template.',
     )
+
+    @field_validator("control_pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+            pc.match_substring_regex(pa.array([""]), value)
+        except (re.error, pa.ArrowInvalid) as exc:
+            raise ValueError(f"not a valid (RE2) regular expression: {exc}") from None
+        return value
 
 
 # ----------------------------------------------------------------------------- patterns
