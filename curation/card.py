@@ -14,7 +14,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import CurationError
-from .report import funnel_markdown, millions, packing_markdown, percent, table1_markdown
+from .schema import CATEGORIES
+from .report import funnel_markdown, packing_markdown, percent, table1_markdown
 
 DEFAULT_TEMPLATE = Path(__file__).resolve().parents[1] / "data_cards" / "TEMPLATE.md"
 # Hugging Face's size_categories bins, by number of rows.
@@ -72,9 +73,9 @@ def card_header(report: dict, config: CardConfig, pretty_name: str) -> dict:
 def _ranked_markdown(rows: list[dict], key: str, title: str) -> str:
     if not rows:
         return "None recorded."
-    lines = [f"| {title} | Conversations | Tokens (M) | Output tokens (M) |", "|---|---:|---:|---:|"]
+    lines = [f"| {title} | Conversations | Tokens | Output tokens |", "|---|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r[key]} | {r['conversations']:,} | {millions(r['total_tokens'])} | {millions(r['output_tokens'])} |")
+        lines.append(f"| {r[key]} | {r['conversations']:,} | {r['total_tokens']:,} | {r['output_tokens']:,} |")
     return "\n".join(lines)
 
 
@@ -88,7 +89,9 @@ def default_summary(report: dict) -> str:
     return (
         f"Supervised fine-tuning conversations curated in the manner of the Hermes 3 technical report: "
         f"{t['conversations']:,} conversations, {t['total_tokens']:,} tokens ({t['output_tokens']:,} trained output tokens, "
-        f"{t['input_tokens']:,} masked input tokens){packed}, covering {len(present)} of the eight Table 1 categories."
+        f"{t['input_tokens']:,} masked input tokens){packed}, covering "
+        + ("all eight" if len(present) == len(CATEGORIES) else f"{len(present)} of the eight")
+        + " Table 1 categories."
     )
 
 
