@@ -69,12 +69,22 @@ class TagConfig(BaseModel):
 _I = re.IGNORECASE
 _TOOL_MARKUP = re.compile(r"<tools>|<tool_call>|<tool_response>", _I)
 _IDENTITY = re.compile(
-    r"^\W*(?:(?:hi|hello|hey)\W+)?(?:who|what) (?:are|r) (?:you|u)\b"
-    r"|\b(?:what(?:'s| is) your name|your name\?|who (?:made|created|built|trained|developed) you"
+    r"^\W*(?:(?:hi|hello|hey)\W+)?(?:who|what) (?:are|r) (?:you|u)\W*$"
+    r"|\b(?:what(?:'s| is) your name|your name\?|do you have a name|who (?:made|created|built|trained|developed) you"
     r"|are you (?:an? )?(?:ai|bot|robot|human|person|chatgpt|gpt|language model|conscious|sentient)"
-    r"|(?:tell me|talk) about yourself|introduce yourself|how do you work|what can you do\b"
-    r"|what model are you|which (?:company|model) (?:made|are) you)"
-    r"|你是谁|你叫什么|你的名字|谁(?:开发|创造|训练)了你",
+    r"|are you (?:based on|trained by|created by|made by|developed by|built by)|(?:tell me|talk) (?:a little )?(?:bit )?about yourself"
+    r"|how (?:do )?you work|^what can you do\W*$|what are your (?:capabilities|abilities|limitations)"
+    r"|what model are you|which (?:company|model) (?:made|are) you|what are you thinking"
+    r"|(?:remember|recall) (?:from )?(?:our|your|the) (?:last|previous) (?:chat|conversation)|a (?:perfect|good) question for you)"
+    r"|你是谁|你是什么|你叫什么|你的名字|你有(?:自己的)?名字|介绍一下你自己|你自己|谁(?:开发|创造|训练|制作)了你|创造你|你是由谁"
+    r"|你的(?:身份|创作者|开发|功能|技能|特点|目标|使命|职责|定位|特长|优势)|你(?:能|可以|会)做什么|你是(?:一个)?(?:人工智能|AI|虚拟助手)",
+    _I,
+)
+# A reply that introduces the assistant by name: identity data, whatever the user said.
+_SELF_INTRO = re.compile(
+    r"^\W*(?:(?:hello|hi|hey)\b[^.!?]{0,30}[.!?,]?\s*)?(?:I am|I'm|I’m|my name is|you (?:may|can) (?:call|refer to) me)\s+"
+    r"(?!an?\b|the\b|not\b|sorry|unable|happy|glad|here|just|afraid|so\b|very\b|really\b|always\b)\S+[^.!?]{0,60}\b(?:AI|assistant|language model|chatbot)\b"
+    r"|^.{0,20}我是[^。.]{0,40}(?:助手|AI|人工智能|模型)",
     _I,
 )
 _JUDGE = re.compile(
@@ -82,6 +92,15 @@ _JUDGE = re.compile(
     r"|\bwhich (?:response|answer|reply|output|assistant) is (?:better|more helpful|correct|best)"
     r"|\bon a scale (?:of|from) \d+ to \d+",
     _I,
+)
+# Explicit instructions about the form of every answer: the point of steering data.
+_OBEY = re.compile(
+    r"\b(?:(?:answer|respond|reply)(?: only)? (?:in|with) (?:a single word|one word|yes or no|only (?:yes|no|json|one))"
+    r"|(?:only|just) (?:answer|respond|reply) (?:with|in)|single word: yes or no|(?:must|should) be (?:less|fewer) than \d+ words"
+    r"|(?:always|never) (?:respond|answer|reply|use|mention|reveal|break character|say)|(?:respond|answer|reply|write) (?:only |always )?in (?:all caps|lowercase|uppercase|capital letters)"
+    r"|(?:do not|don't|never) (?:reveal|disclose|mention) (?:your|the|these) (?:instructions|system prompt|rules)|(?:no|without) (?:any )?(?:explanation|preamble)s?\W*$"
+    r"|capitali[sz]e (?:every|each|all|the first letter))",
+    _I | re.MULTILINE,
 )
 _CODE_FENCE = re.compile(r"```")
 _CODE_LINE = re.compile(
@@ -117,6 +136,19 @@ _CONSTRAINT = re.compile(
 _WRITING_WORDS = re.compile(
     r"\b(?:story|poem|poetry|haiku|limerick|sonnet|essay|article|blog|post|tweet|slogan|tagline|lyrics|song|script|email|letter"
     r"|speech|ad|advertisement|caption|headline|description|narrative|novel|chapter|screenplay|jingle|rap|review)\b",
+    _I,
+)
+_DOMAIN_WORDS = re.compile(
+    r"\b(?:diagnos\w*|symptom\w*|disease\w*|clinical|patient\w*|medic\w*|drug\w*|dose|therap\w*|surgery|cancer|diabetes|vaccin\w*"
+    r"|infection|virus|bacteri\w*|immune|anatomy|physiolog\w*|pharmac\w*|toxic\w*|veterinar\w*|psychiatr\w*|neuro\w*"
+    r"|law|laws|legal\w*|statute\w*|court|lawsuit|sue|contract|liabilit\w*|constitution\w*|amendment|regulation\w*|compliance|patent|tax\w*"
+    r"|financ\w*|invest\w*|stock\w*|bond\w*|equit\w*|hedg\w*|portfolio|interest rate|inflation|monetary|fiscal|accounting|bookkeep\w*"
+    r"|derivative\w*|option\w*|crypto\w*|blockchain|economic\w*|gdp|revenue|valuation|asset\w*"
+    r"|physics|quantum|relativity|thermodynamic\w*|electr\w*|magnet\w*|molecul\w*|atom\w*|chemi\w*|protein\w*|enzyme\w*|gene\w*|dna|rna|cell\w*"
+    r"|species|evolution\w*|ecolog\w*|photosynthesis|astronom\w*|planet\w*|galax\w*|geolog\w*|climate|crystal\w*|particle\w*|wavelength|entropy"
+    r"|engineer\w*|circuit\w*|voltage|torque|load-bearing|structural|aerodynamic\w*|semiconductor\w*|mechanical|bandwidth|protocol\w*|network\w*"
+    r"|philosoph\w*|theolog\w*|historian\w*|historical|linguistic\w*|literary|sociolog\w*|anthropolog\w*|psycholog\w*|epistemolog\w*|ethic\w*"
+    r"|statistic\w*|variance|regression|machine learning|neural network\w*|algorithm\w*|research|scientific|theory|theories|hypothes\w*)\b",
     _I,
 )
 _WORD = re.compile(r"[a-z][a-z'_]*|\d+|[{}()\[\];=<>+\-*/^$\\#|`@%]")
@@ -155,11 +187,20 @@ def _rule(sys_text: str, first_user: str, assistant: list[str], tool_turn: bool)
         return "tool_use", "tool turn"
     if _TOOL_MARKUP.search(sys_text) or any(_TOOL_MARKUP.search(a) for a in assistant[:4]):
         return "tool_use", "tool markup (<tools>/<tool_call>)"
-    if len(first_user) < 200 and _IDENTITY.search(first_user):
+    if len(first_user) < 200 and _IDENTITY.search(first_user) and not _PERSONA_OPENING.search(first_user):
         return "steering", f"identity question: {first_user[:80]!r}"
+    if assistant and _SELF_INTRO.search(assistant[0][:200]):
+        return "steering", f"self-introduction: {assistant[0][:80]!r}"
     judge = _JUDGE.search(first_user[:600])
     if judge:
         return "steering", f"judging request: {judge.group(0)[:80]!r}"
+    if sys_text and not _PERSONA_SYSTEM.search(sys_text):
+        rule = _OBEY.search(sys_text)
+        if rule:
+            return "steering", f"system prompt constraint: {rule.group(0)[:80]!r}"
+    rule = _OBEY.search(first_user[:1000])
+    if rule:
+        return "steering", f"output constraint: {rule.group(0)[:80]!r}"
     return None
 
 
@@ -212,6 +253,9 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
         flags.append("§math_words")
     if _WRITING_WORDS.search(first_user[:300]):
         flags.append("§writing_words")
+    n_domain = len(_DOMAIN_WORDS.findall(first_user[:600]))
+    if n_domain:
+        flags.append("§domain1" if n_domain == 1 else "§domain2")
     n_words = len(first_user.split())
     flags.append("§len_s" if n_words < 12 else "§len_m" if n_words < 60 else "§len_l")
 
