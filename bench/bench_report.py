@@ -102,6 +102,19 @@ def report_counts(report: dict) -> dict:
     return {r["category"]: [r["total_tokens"], r["output_tokens"]] for r in report["categories"] if r["total_tokens"]}
 
 
+def check_bar(pack_dir: Path) -> int:
+    """The bar on an existing pack directory: report counts == independent shard count."""
+    report, t_report = timed(build_report, pack_dir, ReportConfig())
+    independent, t_indep = timed(shard_counts, pack_dir)
+    equal = report_counts(report) == independent
+    print(f"{pack_dir}: {report['totals']['total_tokens']:,} tokens; report {t_report:.3f} s, independent count {t_indep:.3f} s")
+    for row in report["categories"]:
+        got = independent.get(row["category"], [0, 0])
+        print(f"  {row['category']:<20} total {row['total_tokens']:>11,} vs {got[0]:>11,}   output {row['output_tokens']:>11,} vs {got[1]:>11,}")
+    print(f"bar: report tokens == independent count of the shards, per category: {'PASS' if equal else 'FAIL'}")
+    return 0 if equal else 1
+
+
 def timed(fn, *args):
     t0 = time.perf_counter()
     value = fn(*args)
@@ -111,7 +124,10 @@ def timed(fn, *args):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seq-len", type=int, default=8192)
+    parser.add_argument("--check", type=Path, help="Only check the bar on an existing pack directory.")
     args = parser.parse_args()
+    if args.check:
+        sys.exit(check_bar(args.check))
 
     table = conversations()
     tokenizer = load_tokenizer("llama3")

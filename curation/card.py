@@ -103,12 +103,11 @@ def limitations(report: dict) -> str:
         bullets.append(f"No data in: {', '.join(empty)}.")
     targets = report.get("targets") or {}
     rows = targets.get("rows") or []
-    if rows:
-        worst = max(rows, key=lambda r: abs(r["difference"]))
+    off = sorted((r for r in rows if abs(r["difference"]) >= 0.05), key=lambda r: -abs(r["difference"]))
+    if off:
         ref = "the recipe's target" if targets.get("reference") == "recipe" else "the Hermes 3 mix"
-        bullets.append(
-            f"The mix departs from {ref}: {worst['name']} is {percent(worst['actual'])} of tokens against {percent(worst['target'])}."
-        )
+        parts = [f"{r['name']} {percent(r['actual'])} against {percent(r['target'])}" for r in off]
+        bullets.append(f"The token mix departs from {ref} by 5 points or more: {'; '.join(parts)}.")
     untagged = next((r for r in report["categories"] if r["category"] == "untagged"), None)
     if untagged:
         bullets.append(f"{percent(untagged['proportion'])} of tokens carry no category (untagged).")
