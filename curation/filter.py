@@ -236,6 +236,8 @@ def _row_problem(
     cfg = scanner.config
     # --- empty
     for i, m in enumerate(messages):
+        if m is None:
+            return "malformed", f"turn {i}: null message"
         content = m["content"]
         if content is None:
             if "not_text" in on:
@@ -345,6 +347,51 @@ def _content_problem(message: dict, declared: set[str] | None, scanner: _Scanner
     return None
 
 
+_ROLE_CODES = pa.array(["system", "user", "assistant", "tool"])
+SYSTEM, USER, ASSISTANT, TOOL = 0, 1, 2, 3
+
+
+def _candidate_rows(
+    table: pa.Table, offsets: np.ndarray, contents: pa.Array, roles: pa.Array, flagged_turns: np.ndarray
+) -> np.ndarray:
+    """Rows that may have a problem, found with array operations; the rest are clean for sure.
+
+    A superset of every check: empty or whitespace turns, a role out of order, any tool turn
+    (the call bookkeeping is left to Python), a row with no assistant turn or ending on a user
+    or tool turn, a length_truncated mark in meta, and rows with flagged turns.
+    """
+    n = table.num_rows
+    lengths = np.diff(offsets)
+    codes = pc.index_in(roles, value_set=_ROLE_CODES).fill_null(-1).to_numpy(zero_copy_only=False)
+    row_of_turn = np.repeat(np.arange(n), lengths)
+    first = np.zeros(len(codes), dtype=bool)
+    first[offsets[:-1][lengths > 0]] = True
+    prev = np.empty_like(codes)
+    if len(codes):
+        prev[0] = -1
+        prev[1:] = codes[:-1]
+    prev[first] = -1
+    bad = (codes < 0) | (codes == TOOL)
+    bad |= (codes == SYSTEM) & ~first
+    bad |= (codes == USER) & ~np.isin(prev, (-1, SYSTEM, ASSISTANT))
+    bad |= (codes == ASSISTANT) & ~np.isin(prev, (USER, TOOL))
+    blank = pc.or_kleene(pc.equal(pc.utf8_length(contents), 0), pc.utf8_is_space(contents))
+    bad |= blank.fill_null(True).to_numpy(zero_copy_only=False)
+    bad |= flagged_turns
+    row_bad = np.zeros(n, dtype=bool)
+    row_bad[row_of_turn[bad]] = True
+    row_bad |= lengths == 0
+    assistants = np.bincount(row_of_turn, weights=(codes == ASSISTANT), minlength=n)
+    row_bad |= assistants == 0
+    nonempty = lengths > 0
+    last = np.full(n, -1)
+    last[nonempty] = codes[offsets[1:][nonempty] - 1]
+    row_bad |= (last == USER) | (last == TOOL)
+    marked = pc.match_substring(table.column("meta"), "length_truncated").fill_null(False)
+    row_bad |= marked.to_numpy(zero_copy_only=False)
+    return np.flatnonzero(row_bad)
+
+
 def filter_table(table: pa.Table, config: FilterConfig | None = None) -> StageResult:
     """Split ``table`` into kept rows and rejects (reason empty, malformed or refusal, with detail)."""
     config = config or FilterConfig()
@@ -352,34 +399,28 @@ def filter_table(table: pa.Table, config: FilterConfig | None = None) -> StageRe
     n = table.num_rows
     messages_col = table.column("messages").combine_chunks() if n else pa.array([], table.schema.field("messages").type)
     flat = messages_col.flatten()
-    offsets = messages_col.offsets.to_numpy()
+    offsets = messages_col.offsets.to_numpy().astype(np.int64)
     offsets = offsets - offsets[0]
     contents = flat.field("content")
     roles = flat.field("role")
-    row_of_turn = np.repeat(np.arange(n), np.diff(offsets))
     suspicious = _flagged(contents, scanner.suspicious_re2)
     refusal_hits = np.zeros(len(contents), dtype=bool)
     if "refusal" in scanner.enabled:
         is_assistant = pc.equal(roles, "assistant").fill_null(False).to_numpy(zero_copy_only=False)
         refusal_hits = _refusal_candidates(contents, is_assistant)
-    flags_by_row: dict[int, set[int]] = {}
-    for t in np.flatnonzero(suspicious):
-        flags_by_row.setdefault(int(row_of_turn[t]), set()).add(int(t - offsets[row_of_turn[t]]))
-    refusal_by_row: dict[int, set[int]] = {}
-    for t in np.flatnonzero(refusal_hits):
-        refusal_by_row.setdefault(int(row_of_turn[t]), set()).add(int(t - offsets[row_of_turn[t]]))
+    candidates = _candidate_rows(table, offsets, contents, roles, suspicious | refusal_hits)
 
-    all_messages = messages_col.to_pylist()
-    metas = table.column("meta").to_pylist()
-    categories = table.column("category").to_pylist()
+    row_messages = messages_col.take(pa.array(candidates, pa.int64())).to_pylist()
+    metas = table.column("meta").take(pa.array(candidates, pa.int64())).to_pylist()
+    categories = table.column("category").take(pa.array(candidates, pa.int64())).to_pylist()
     reject_rows: list[int] = []
     reasons: list[str] = []
     details: list[str] = []
-    empty: set[int] = set()
-    for r in range(n):
-        problem = _row_problem(
-            all_messages[r] or [], metas[r], categories[r], flags_by_row.get(r, empty), refusal_by_row.get(r, empty), scanner
-        )
+    for k, r in enumerate(candidates.tolist()):
+        lo, hi = offsets[r], offsets[r + 1]
+        flags = {int(t - lo) for t in np.flatnonzero(suspicious[lo:hi]) + lo} if suspicious[lo:hi].any() else set()
+        refusals = {int(t) for t in np.flatnonzero(refusal_hits[lo:hi])} if refusal_hits[lo:hi].any() else set()
+        problem = _row_problem(row_messages[k] or [], metas[k], categories[k], flags, refusals, scanner)
         if problem is not None:
             reject_rows.append(r)
             reasons.append(problem[0])
@@ -397,6 +438,7 @@ def filter_table(table: pa.Table, config: FilterConfig | None = None) -> StageRe
         "turns_scanned": int(len(contents)),
         "turns_flagged_for_content_checks": int(suspicious.sum()),
         "assistant_turns_scored_for_refusal": int(refusal_hits.sum()),
+        "rows_checked_in_python": int(len(candidates)),
         "rejected_by_reason": dict(sorted(by_reason.items())),
     }
     return StageResult(kept, rejected, stats)
