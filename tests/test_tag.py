@@ -1,0 +1,205 @@
+"""The tag stage on real shared data: categories, provenance in meta, CLI, and the LLM path."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from curation.errors import CurationError
+from curation.ingest import ingest_paths
+from curation.io import conversations_from_rows, read_conversations, write_table
+from curation.meta import load_meta
+from curation.schema import CATEGORIES
+from curation.tag import TagConfig, classify, parse_llm_category, shipped_tagger, tag_table
+
+ROOT = Path(__file__).resolve().parents[1]
+CURATE = [sys.executable, "-m", "curation"]
+
+
+def _sample(shared_data: Path, rel: str, n: int) -> list[dict]:
+    rows = ingest_paths([shared_data / rel]).kept.to_pylist()
+    return rows[:: max(1, len(rows) // n)][:n]
+
+
+def _share(rows: list[dict], category: str) -> float:
+    got = classify([r["messages"] for r in rows])
+    return sum(c == category for c, _, _ in got) / len(got)
+
+
+def test_shipped_model_loads_and_is_small():
+    tagger = shipped_tagger()
+    assert tagger.categories == tuple(CATEGORIES)
+    assert tagger.weights.shape == (len(tagger.vocab), len(CATEGORIES))
+    assert (ROOT / "curation" / "assets" / "tagger.json").stat().st_size < 3_000_000
+
+
+@pytest.mark.parametrize(
+    "rel, category, floor",
+    [
+        ("llamafactory/glaive_toolcall_en_demo.json", "tool_use", 0.6),  # a third declare no tools at all
+        ("llamafactory/reason_tool_use_demo_50.jsonl", "tool_use", 0.9),
+        ("bfcl/BFCL_v4_simple_python.json", "tool_use", 0.99),
+        ("toolbench/answer", "tool_use", 0.99),
+        ("gsm8k/train.jsonl", "math", 0.9),
+        ("codealpaca/code_alpaca_2k.json", "coding", 0.8),
+        ("gpteacher/roleplay-simple-deduped-roleplay-instruct.json", "roleplay", 0.8),
+        ("llamafactory/identity.json", "steering", 0.6),
+    ],
+)
+def test_sources_land_in_their_category(shared_data, rel, category, floor):
+    rows = _sample(shared_data, rel, 150)
+    assert _share(rows, category) >= floor
+
+
+def test_everyday_prompts_are_mostly_general(shared_data):
+    """Open-ended AlpacaEval prompts are not code, maths or tools for the most part."""
+    rows = _sample(shared_data, "alpaca_eval/gpt4_1106_preview.json", 200)
+    got = Counter(c for c, _, _ in classify([r["messages"] for r in rows]))
+    assert got["general"] >= 0.4 * len(rows)
+    assert got["tool_use"] <= 0.05 * len(rows)
+
+
+def test_rules_read_structure():
+    tool = [{"role": "user", "content": "weather in Paris?"},
+            {"role": "assistant", "content": '<tool_call>\n{"name": "weather", "arguments": {"city": "Paris"}}\n</tool_call>'},
+            {"role": "tool", "content": "<tool_response>18C</tool_response>"}]
+    who = [{"role": "user", "content": "Who are you?"}, {"role": "assistant", "content": "I am Ada, an AI assistant."}]
+    judge = [{"role": "user", "content": "Rate the following answer on a scale of 1 to 10 for helpfulness.\n\nAnswer: ..."}]
+    obey = [{"role": "system", "content": "Always respond in French and never use more than two sentences."},
+            {"role": "user", "content": "Tell me about the moon."}]
+    got = classify([tool, who, judge, obey])
+    assert [c for c, _, _ in got] == ["tool_use", "steering", "steering", "steering"]
+    assert all(source == "rules" and extra["tag_evidence"] for _, source, extra in got)
+
+
+def test_declared_categories_are_kept_and_every_row_says_where_its_category_came_from(shared_data):
+    rows = _sample(shared_data, "gsm8k/train.jsonl", 20)
+    rows[0]["category"] = "general"  # declared upstream: kept even though it looks like maths
+    rows[1]["category"] = "not_a_category"  # invalid: re-tagged, the old value noted
+    table = conversations_from_rows(rows)
+    result = tag_table(table, TagConfig())
+    assert result.kept.num_rows == table.num_rows and result.rejected.num_rows == 0
+    out = result.kept.to_pylist()
+    assert out[0]["category"] == "general" and load_meta(out[0]["meta"])["category_source"] == "declared"
+    assert out[1]["category"] == "math" and load_meta(out[1]["meta"])["tag_replaced_category"] == "not_a_category"
+    assert all(r["category"] in CATEGORIES for r in out)
+    assert all(load_meta(r["meta"])["category_source"] in {"declared", "rules", "model"} for r in out)
+    assert [r["id"] for r in out] == [r["id"] for r in rows]
+    retagged = tag_table(table, TagConfig(retag_declared=True)).kept.to_pylist()
+    assert retagged[0]["category"] == "math" and load_meta(retagged[0]["meta"])["tag_declared_category"] == "general"
+
+
+def test_empty_and_odd_rows_still_get_a_category():
+    rows = [{"id": "a", "messages": [], "source": "x"},
+            {"id": "b", "messages": [{"role": "assistant", "content": ""}], "source": "x"},
+            {"id": "c", "messages": [{"role": "user", "content": "数学：2+2等于几？"}], "source": "x"}]
+    out = tag_table(conversations_from_rows(rows), TagConfig()).kept.to_pylist()
+    assert all(r["category"] in CATEGORIES for r in out)
+
+
+def test_cli_tags_a_file_and_writes_a_manifest(shared_data, tmp_path):
+    rows = _sample(shared_data, "codealpaca/code_alpaca_2k.json", 40) + _sample(shared_data, "llamafactory/glaive_toolcall_en_demo.json", 10)
+    src = tmp_path / "in.parquet"
+    write_table(conversations_from_rows(rows), src)
+    out = tmp_path / "out.parquet"
+    proc = subprocess.run(CURATE + ["tag", str(src), "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    table = read_conversations(out)
+    assert table.num_rows == 50 and None not in table.column("category").to_pylist()
+    manifest = json.loads((tmp_path / "out.manifest.json").read_text())
+    assert manifest["rows_in"] == 50 and manifest["rows_out"] == 50
+    assert manifest["stats"]["by_category"]["coding"] >= 30 and manifest["stats"]["by_category"]["tool_use"] >= 5
+    assert pq.read_table(tmp_path / "out.rejects.parquet").num_rows == 0
+
+
+def test_cli_rejects_bad_flags_and_recipes_in_one_line(tmp_path):
+    src = tmp_path / "in.parquet"
+    write_table(conversations_from_rows([{"id": "a", "messages": [{"role": "user", "content": "hi"}], "source": "x"}]), src)
+    bad = subprocess.run(CURATE + ["tag", str(src), "--out", str(tmp_path / "o.parquet"), "--method", "magic"], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("tag:\n  methd: llm\n")
+    bad = subprocess.run(CURATE + ["tag", str(src), "--out", str(tmp_path / "o.parquet"), "--config", str(recipe)], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and "tag.methd: unknown key" in bad.stderr
+
+
+def test_llm_answer_parsing():
+    assert parse_llm_category('{"category": "math"}') == "math"
+    assert parse_llm_category('Sure: {"category": "coding"}') == "coding"
+    assert parse_llm_category('{"category": "poetry"}') is None
+    assert parse_llm_category(None) is None
+
+
+def test_llm_method_needs_an_endpoint():
+    table = conversations_from_rows([{"id": "a", "messages": [{"role": "user", "content": "hi"}], "source": "x"}])
+    with pytest.raises(CurationError):
+        tag_table(table, TagConfig(method="llm"))
+
+
+class _FakeOpenAI(BaseHTTPRequestHandler):
+    """A chat.completions server on loopback: answers "coding" when the prompt shows code."""
+
+    seen: list[dict] = []
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).seen.append(body)
+        text = body["messages"][-1]["content"]
+        answer = '{"category": "coding"}' if "def " in text else "not json at all"
+        payload = {
+            "id": "x", "object": "chat.completion", "created": 0, "model": body.get("model", "m"),
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13},
+        }
+        data = json.dumps(payload).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):  # noqa: N802  (GET /v1/models)
+        data = json.dumps({"object": "list", "data": [{"id": "fake-model", "object": "model"}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_llm_method_over_real_http(tmp_path, monkeypatch):
+    client = pytest.importorskip("curation.client", reason="the shared LLM client has not landed")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeOpenAI)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("TAG_TEST_KEY", "sk-test")
+        endpoint = client.Endpoint(
+            base_url=f"http://127.0.0.1:{server.server_port}/v1", model="fake-model", api_key="sk-test",
+            config=client.EndpointConfig(api_key_env="TAG_TEST_KEY", max_retries=0),
+        )
+        rows = [{"id": "code", "messages": [{"role": "user", "content": "def f(x): return x"}], "source": "x"},
+                {"id": "sum", "messages": [{"role": "user", "content": "What is 17 * 23?"}], "source": "x"},
+                {"id": "kept", "messages": [{"role": "user", "content": "hello"}], "source": "x", "category": "roleplay"}]
+        result = tag_table(conversations_from_rows(rows), TagConfig(method="llm"), endpoint)
+        out = {r["id"]: r for r in result.kept.to_pylist()}
+        assert out["code"]["category"] == "coding" and load_meta(out["code"]["meta"])["category_source"] == "llm"
+        fallback = load_meta(out["sum"]["meta"])  # unusable answer: offline tagger, reason noted
+        assert fallback["category_source"] in {"rules", "model"} and "tag_llm_error" in fallback
+        assert out["kept"]["category"] == "roleplay"
+        assert len(_FakeOpenAI.seen) == 2  # the declared row was never sent
+        fmt = _FakeOpenAI.seen[0]["response_format"]
+        assert fmt["type"] == "json_schema" and fmt["json_schema"]["schema"]["properties"]["category"]["enum"] == list(CATEGORIES)
+        assert result.stats["llm"]["llm_fallbacks"] == 1
+    finally:
+        server.shutdown()
