@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .tokenizer import BOS, IM_END, IM_START, Tokenizer
 
@@ -89,18 +90,35 @@ class Tokenized:
         return np.fromiter((len(x) for x in self.input_ids), dtype=np.int64, count=len(self.input_ids))
 
 
+def _encode_unique(texts: list[str], tokenizer: Tokenizer, memo: dict[str, list[int] | None]) -> list[list[int]]:
+    """Encode each distinct text once: shared system prompts and prompts answered by many models.
+
+    ``memo`` holds every text seen more than once in the table (value None until encoded),
+    so only repeated texts stay in memory.
+    """
+    todo = [t for t in dict.fromkeys(texts) if memo.get(t, None) is None]
+    fresh = dict(zip(todo, tokenizer.encode_ordinary_batch(todo)))
+    for t, ids in fresh.items():
+        if t in memo:
+            memo[t] = ids
+    return [fresh[t] if t in fresh else memo[t] for t in texts]
+
+
 def tokenize_table(table: pa.Table, tokenizer: Tokenizer, batch_rows: int = 2048) -> Tokenized:
-    """Render every row of a conversation table; contents are encoded in batches (threads)."""
+    """Render every row of a conversation table, encoding contents in batches, each distinct text once."""
     chatml = ChatML(tokenizer)
     out = Tokenized()
     messages = table.column("messages")
+    contents = pc.struct_field(pc.list_flatten(messages), "content")
+    counts = pc.value_counts(contents)
+    repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1)).to_pylist()
+    memo: dict[str, list[int] | None] = dict.fromkeys(t for t in repeated if t)
     for start in range(0, table.num_rows, batch_rows):
         chunk = messages.slice(start, batch_rows).combine_chunks()
         flat = chunk.flatten() if len(chunk) else pa.StructArray.from_arrays([pa.array([], pa.string())] * 2, ["role", "content"])
         offsets = chunk.offsets.to_numpy() - chunk.offsets[0].as_py() if len(chunk) else np.zeros(1, np.int64)
         roles = flat.field("role").to_pylist()
-        texts = [t or "" for t in flat.field("content").to_pylist()]
-        encoded = tokenizer.encode_ordinary_batch(texts)
+        encoded = _encode_unique([t or "" for t in flat.field("content").to_pylist()], tokenizer, memo)
         for row in range(len(chunk)):
             lo, hi = int(offsets[row]), int(offsets[row + 1])
             ids, labels, ends = chatml.assemble(roles[lo:hi], encoded[lo:hi])
