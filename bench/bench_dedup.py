@@ -124,7 +124,7 @@ def baseline_dedup(table: pa.Table, config: DedupConfig) -> int:
     """The straightforward datasketch loop; returns how many rows it removes."""
     from datasketch import MinHash, MinHashLSH
 
-    bands, rows = lsh_params(config.threshold, config.num_perm)
+    bands, rows = lsh_params(config.threshold, config.num_perm, config.false_positive_weight, config.false_negative_weight)
     lsh = MinHashLSH(num_perm=config.num_perm, params=(bands, rows))
     all_words = normalised_words(key_texts(table.column("messages"), config.key)).to_pylist()
     parent = list(range(len(all_words)))
@@ -186,7 +186,7 @@ def main() -> None:
     subset = pq.ParquetFile(path).read_row_group(0).slice(0, args.baseline_rows)
     subset = read_conversations(path).slice(0, args.baseline_rows) if subset.num_rows < args.baseline_rows else subset
     print(f"parameters: key={config.key} threshold={config.threshold} num_perm={config.num_perm} ngram={config.ngram} "
-          f"lsh(bands, rows)={lsh_params(config.threshold, config.num_perm)}")
+          f"lsh(bands, rows)={lsh_params(config.threshold, config.num_perm, config.false_positive_weight, config.false_negative_weight)}")
 
     t = time.perf_counter()
     base_removed = baseline_dedup(subset, config)

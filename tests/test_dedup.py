@@ -13,6 +13,7 @@ import pytest
 from curation.dedup import (
     DedupConfig,
     dedup_table,
+    key_texts,
     minhash_signatures,
     normalised_words,
     permutations,
@@ -46,8 +47,8 @@ def gsm8k_questions(shared_data):
     return [json.loads(line)["question"] for line in lines]
 
 
-def _prompt(row) -> str:
-    return " ".join(normalised_words(pa.array([row["messages"][0]["content"]])).to_pylist()[0])
+def _prompts(table: pa.Table) -> list[str]:
+    return [" ".join(w) for w in normalised_words(key_texts(table.column("messages"), "prompt")).to_pylist()]
 
 
 def test_signatures_equal_datasketch_minhash(gsm8k_questions):
@@ -74,9 +75,9 @@ def test_alpaca_eval_keeps_805_prompts_from_the_strongest_generator(alpaca_eval)
     assert result.kept.num_rows + result.rejected.num_rows == alpaca_eval.num_rows
 
     answered: dict[str, set[str]] = {}
-    for row in alpaca_eval.to_pylist():
-        answered.setdefault(_prompt(row), set()).add(row["generator"])
-    kept = {_prompt(r): r["generator"] for r in result.kept.to_pylist()}
+    for prompt, gen in zip(_prompts(alpaca_eval), alpaca_eval.column("generator").to_pylist()):
+        answered.setdefault(prompt, set()).add(gen)
+    kept = dict(zip(_prompts(result.kept), result.kept.column("generator").to_pylist()))
     assert set(kept) == set(answered)
     for prompt, gens in answered.items():
         assert kept[prompt] == next(p for p in priority if p in gens)
