@@ -24,6 +24,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import islice
 from importlib import resources
 from typing import TYPE_CHECKING, Literal
 
@@ -66,8 +67,9 @@ class TagConfig(BaseModel):
 
 # ----------------------------------------------------------------------------- signals
 
-_I = re.IGNORECASE
-_TOOL_MARKUP = re.compile(r"<tools>|<tool_call>|<tool_response>", _I)
+# Patterns run on lowercased text (cheaper than IGNORECASE) over bounded windows: the
+# opening of a turn says what it is, and the stage must tag thousands of rows a second.
+_TOOL_MARKUP = re.compile(r"<tools>|<tool_call>|<tool_response>")
 _IDENTITY = re.compile(
     r"^\W*(?:(?:hi|hello|hey)\W+)?(?:who|what) (?:are|r) (?:you|u)\W*$"
     r"|\b(?:what(?:'s| is) your name|your name\?|do you have a name|who (?:made|created|built|trained|developed) you"
@@ -77,21 +79,18 @@ _IDENTITY = re.compile(
     r"|what model are you|which (?:company|model) (?:made|are) you|what are you thinking"
     r"|(?:remember|recall) (?:from )?(?:our|your|the) (?:last|previous) (?:chat|conversation)|a (?:perfect|good) question for you)"
     r"|你是谁|你是什么|你叫什么|你的名字|你有(?:自己的)?名字|介绍一下你自己|你自己|谁(?:开发|创造|训练|制作)了你|创造你|你是由谁"
-    r"|你的(?:身份|创作者|开发|功能|技能|特点|目标|使命|职责|定位|特长|优势)|你(?:能|可以|会)做什么|你是(?:一个)?(?:人工智能|AI|虚拟助手)",
-    _I,
+    r"|你的(?:身份|创作者|开发|功能|技能|特点|目标|使命|职责|定位|特长|优势)|你(?:能|可以|会)做什么|你是(?:一个)?(?:人工智能|ai|虚拟助手)"
 )
 # A reply that introduces the assistant by name: identity data, whatever the user said.
 _SELF_INTRO = re.compile(
-    r"^\W*(?:(?:hello|hi|hey)\b[^.!?]{0,30}[.!?,]?\s*)?(?:I am|I'm|I’m|my name is|you (?:may|can) (?:call|refer to) me)\s+"
-    r"(?!an?\b|the\b|not\b|sorry|unable|happy|glad|here|just|afraid|so\b|very\b|really\b|always\b)\S+[^.!?]{0,60}\b(?:AI|assistant|language model|chatbot)\b"
-    r"|^.{0,20}我是[^。.]{0,40}(?:助手|AI|人工智能|模型)",
-    _I,
+    r"^\W*(?:(?:hello|hi|hey)\b[^.!?]{0,30}[.!?,]?\s*)?(?:i am|i'm|i’m|my name is|you (?:may|can) (?:call|refer to) me)\s+"
+    r"(?!an?\b|the\b|not\b|sorry|unable|happy|glad|here|just|afraid|so\b|very\b|really\b|always\b)\S+[^.!?]{0,60}\b(?:ai|assistant|language model|chatbot)\b"
+    r"|^.{0,20}我是[^。.]{0,40}(?:助手|ai|人工智能|模型)"
 )
 _JUDGE = re.compile(
     r"\b(?:rate|grade|score|judge|evaluate|assess|critique|compare)\b[^.?!\n]{0,60}\b(?:response|answer|reply|output|completion)s?\b"
     r"|\bwhich (?:response|answer|reply|output|assistant) is (?:better|more helpful|correct|best)"
-    r"|\bon a scale (?:of|from) \d+ to \d+",
-    _I,
+    r"|\bon a scale (?:of|from) \d+ to \d+"
 )
 # Explicit instructions about the form of every answer: the point of steering data.
 _OBEY = re.compile(
@@ -100,58 +99,62 @@ _OBEY = re.compile(
     r"|(?:always|never) (?:respond|answer|reply|use|mention|reveal|break character|say)|(?:respond|answer|reply|write) (?:only |always )?in (?:all caps|lowercase|uppercase|capital letters)"
     r"|(?:do not|don't|never) (?:reveal|disclose|mention) (?:your|the|these) (?:instructions|system prompt|rules)|(?:no|without) (?:any )?(?:explanation|preamble)s?\W*$"
     r"|capitali[sz]e (?:every|each|all|the first letter))",
-    _I | re.MULTILINE,
-)
-_CODE_FENCE = re.compile(r"```")
-_CODE_LINE = re.compile(
-    r"^\s*(?:def |class |import |from \w+ import|#include|public |private |function |const |let |var |SELECT |INSERT |UPDATE |CREATE TABLE"
-    r"|for\s*\(|if\s*\(|while\s*\(|return\b|print\(|console\.log|<\w+[^>]*>|\$ |sudo |pip install|npm )"
-    r"|[;{}]\s*$|=>|\w+\(.*\)\s*[:{;]?\s*$",
     re.MULTILINE,
 )
-_CODE_WORDS = re.compile(
-    r"\b(?:python|javascript|typescript|java|c\+\+|c#|rust|golang|sql|html|css|bash|shell script|regex|regular expression"
-    r"|function|algorithm|compile|debug|api|json|array|string|variable|class|method|script|program|code|query)\b",
-    _I,
+_CODE_LINE = re.compile(
+    r"^[ \t]*(?:def |class |import |from [\w.]+ import|#include|public |private |function |const |let |var |select |insert |update |create table"
+    r"|for ?\(|if ?\(|while ?\(|return\b|print\(|console\.log|<[a-z]+[ >]|\$ |sudo |pip install|npm )"
+    r"|[;{}][ \t]*$|=>",
+    re.MULTILINE,
 )
-_MATH_NOTATION = re.compile(r"\\frac|\\sqrt|\\int|\\sum|\$[^$\n]{1,80}\$|\^\d|\d\s*[-+*/×÷^]\s*\d|\b[xyz]\s*[=<>]|=\s*\d|√|π|∫|∑|≤|≥")
-_MATH_WORDS = re.compile(
-    r"\b(?:solve|calculate|compute|equation|integral|derivative|probability|sum of|product of|how many|how much|percent|percentage"
-    r"|average|mean|median|ratio|fraction|prime|factor|theorem|prove|proof|geometry|triangle|circle|radius|area|perimeter|volume)\b",
-    _I,
-)
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+_MATH_NOTATION = re.compile(r"\d ?[-+*/×÷^=] ?\d|[xyz] ?[=<>^] ?\d|\\(?:frac|sqrt|int|sum)|[√π∫∑≤≥]")
 _PERSONA_OPENING = re.compile(
     r"^\W*(?:you are (?:a|an|the)? ?(?!given|provided|asked|required|going)\w+|you're (?:a|an) \w+|imagine (?:you are|you're|yourself as)|pretend (?:to be|you are|you're)"
-    r"|act as|i want you to act as|role-?play|let'?s role-?play|as (?:a|an) [\w -]{2,40},|take on the role|in character|stay in character|you will be)",
-    _I,
+    r"|act as|i want you to act as|role-?play|let'?s role-?play|as (?:a|an) [\w -]{2,40},|take on the role|in character|stay in character|you will be)"
 )
-_PERSONA_SYSTEM = re.compile(r"\byou are (?!a (?:helpful|function-calling)|an? (?:ai|assistant))|\bcharacter\b|\brole-?play|\bpersona\b|\bin character\b", _I)
+_PERSONA_SYSTEM = re.compile(r"\byou are (?!a (?:helpful|function-calling)|an? (?:ai|assistant))|\bcharacter\b|\brole-?play|\bpersona\b")
 _CONSTRAINT = re.compile(
     r"\b(?:in (?:exactly |at most |no more than |under |less than )?\d+ (?:words|sentences|characters|lines|bullet points)"
     r"|(?:only|just) (?:answer|respond|reply|output)|(?:answer|respond|reply) (?:only )?(?:in|with) (?:a single|one|json|yes or no|english|french|spanish|german|chinese)"
-    r"|single word|yes or no|always respond|never (?:mention|say|reveal|use)|do not (?:mention|reveal|use|include)|must (?:always|never|respond|answer))",
-    _I,
-)
-_WRITING_WORDS = re.compile(
-    r"\b(?:story|poem|poetry|haiku|limerick|sonnet|essay|article|blog|post|tweet|slogan|tagline|lyrics|song|script|email|letter"
-    r"|speech|ad|advertisement|caption|headline|description|narrative|novel|chapter|screenplay|jingle|rap|review)\b",
-    _I,
-)
-_DOMAIN_WORDS = re.compile(
-    r"\b(?:diagnos\w*|symptom\w*|disease\w*|clinical|patient\w*|medic\w*|drug\w*|dose|therap\w*|surgery|cancer|diabetes|vaccin\w*"
-    r"|infection|virus|bacteri\w*|immune|anatomy|physiolog\w*|pharmac\w*|toxic\w*|veterinar\w*|psychiatr\w*|neuro\w*"
-    r"|law|laws|legal\w*|statute\w*|court|lawsuit|sue|contract|liabilit\w*|constitution\w*|amendment|regulation\w*|compliance|patent|tax\w*"
-    r"|financ\w*|invest\w*|stock\w*|bond\w*|equit\w*|hedg\w*|portfolio|interest rate|inflation|monetary|fiscal|accounting|bookkeep\w*"
-    r"|derivative\w*|option\w*|crypto\w*|blockchain|economic\w*|gdp|revenue|valuation|asset\w*"
-    r"|physics|quantum|relativity|thermodynamic\w*|electr\w*|magnet\w*|molecul\w*|atom\w*|chemi\w*|protein\w*|enzyme\w*|gene\w*|dna|rna|cell\w*"
-    r"|species|evolution\w*|ecolog\w*|photosynthesis|astronom\w*|planet\w*|galax\w*|geolog\w*|climate|crystal\w*|particle\w*|wavelength|entropy"
-    r"|engineer\w*|circuit\w*|voltage|torque|load-bearing|structural|aerodynamic\w*|semiconductor\w*|mechanical|bandwidth|protocol\w*|network\w*"
-    r"|philosoph\w*|theolog\w*|historian\w*|historical|linguistic\w*|literary|sociolog\w*|anthropolog\w*|psycholog\w*|epistemolog\w*|ethic\w*"
-    r"|statistic\w*|variance|regression|machine learning|neural network\w*|algorithm\w*|research|scientific|theory|theories|hypothes\w*)\b",
-    _I,
+    r"|single word|yes or no|always respond|never (?:mention|say|reveal|use)|do not (?:mention|reveal|include)|must (?:always|never|respond|answer))"
 )
 _WORD = re.compile(r"[a-z][a-z'_]*|\d+|[{}()\[\];=<>+\-*/^$\\#|`@%]")
+
+# Word lists, looked up in the token set (one hash per word instead of a regex scan).
+_CODE_WORDS = frozenset(
+    "python javascript typescript java c++ c# rust golang sql html css bash regex function algorithm compile compiler "
+    "debug api json array string variable class method script program code query loop recursion database".split()
+)
+_MATH_WORDS = frozenset(
+    "solve calculate compute equation equations integral derivative probability percent percentage average mean median "
+    "ratio fraction prime factor theorem prove proof geometry triangle circle radius area perimeter volume sum product "
+    "multiply divide algebra polynomial matrix".split()
+)
+_WRITING_WORDS = frozenset(
+    "story stories poem poetry haiku limerick sonnet essay article blog post tweet slogan tagline lyrics song script email "
+    "letter speech advertisement caption headline narrative novel chapter screenplay jingle rap review memoir".split()
+)
+_DOMAIN_STEMS = tuple(
+    "diagnos symptom disease clinic patient medic drug dose therap surgery cancer diabet vaccin infect virus bacteri immun "
+    "anatom physiolog pharmac toxic veterinar psychiatr neuro legal statut court lawsuit contract liabilit constitution "
+    "amendment regulat complian patent tax financ invest stock bond equit hedg portfolio inflation monetar fiscal accounting "
+    "bookkeep derivativ crypto blockchain econom gdp revenue valuation asset physics quantum relativ thermodynam electr "
+    "magnet molecul atom chemi protein enzyme gene dna rna species evolution ecolog photosynth astronom planet galax geolog "
+    "climat crystal particle wavelength entropy engineer circuit voltage torque aerodynam semiconductor mechanic bandwidth "
+    "protocol philosoph theolog historian histor linguist literar sociolog anthropolog psycholog epistemolog ethic statistic "
+    "variance regression research scientif theory theories hypothes".split()
+)
+_DOMAIN_WORDS = frozenset({"law", "laws", "sue", "cell", "cells"})
+_DOMAIN_PREFIXES = frozenset(stem[:3] for stem in _DOMAIN_STEMS)
+# A pattern only runs when one of its trigger words is in the text.
+_JUDGE_TRIGGERS = frozenset("rate grade score judge evaluate assess critique compare which scale".split())
+_OBEY_TRIGGERS = frozenset(
+    "answer respond reply always never words explanation explanations preamble preambles caps lowercase uppercase capital "
+    "capitalize capitalise reveal disclose mention".split()
+)
+_CONSTRAINT_TRIGGERS = frozenset(
+    "words sentences characters lines bullet answer respond reply output single yes always never mention reveal include must".split()
+)
 
 
 def is_tools_system(text: str) -> bool:
@@ -167,10 +170,16 @@ class Signals:
     tokens: list[str]
 
 
+def _count(pattern: re.Pattern, text: str, enough: int) -> int:
+    """Matches of ``pattern`` in ``text``, counting no further than ``enough``."""
+    return sum(1 for _ in islice(pattern.finditer(text), enough))
+
+
 def _turn_texts(messages: list[dict], max_chars: int) -> tuple[list[str], list[str], list[str], bool]:
+    """Lowercased system, user and assistant texts (each clipped), and whether a tool turn exists."""
     system, user, assistant, tool_turn = [], [], [], False
     for m in messages:
-        role, content = m.get("role"), (m.get("content") or "")[:max_chars]
+        role, content = m.get("role"), (m.get("content") or "")[:max_chars].lower()
         if role == "system":
             system.append(content)
         elif role == "user":
@@ -182,23 +191,25 @@ def _turn_texts(messages: list[dict], max_chars: int) -> tuple[list[str], list[s
     return system, user, assistant, tool_turn
 
 
-def _rule(sys_text: str, first_user: str, assistant: list[str], tool_turn: bool) -> tuple[str, str] | None:
+def _rule(sys_text: str, first_user: str, words: set[str], assistant: list[str], tool_turn: bool) -> tuple[str, str] | None:
     if tool_turn:
         return "tool_use", "tool turn"
-    if _TOOL_MARKUP.search(sys_text) or any(_TOOL_MARKUP.search(a) for a in assistant[:4]):
-        return "tool_use", "tool markup (<tools>/<tool_call>)"
-    if len(first_user) < 200 and _IDENTITY.search(first_user) and not _PERSONA_OPENING.search(first_user):
+    if "<tool" in sys_text or any("<tool" in a for a in assistant[:4]):
+        if _TOOL_MARKUP.search(sys_text) or any(_TOOL_MARKUP.search(a) for a in assistant[:4]):
+            return "tool_use", "tool markup (<tools>/<tool_call>)"
+    opening = first_user[:1000]
+    if len(first_user) < 200 and ("you" in first_user or "你" in first_user) and _IDENTITY.search(first_user) and not _PERSONA_OPENING.search(first_user):
         return "steering", f"identity question: {first_user[:80]!r}"
-    if assistant and _SELF_INTRO.search(assistant[0][:200]):
+    if assistant and ("i" in assistant[0][:40] or "我" in assistant[0][:40]) and _SELF_INTRO.search(assistant[0][:200]):
         return "steering", f"self-introduction: {assistant[0][:80]!r}"
-    judge = _JUDGE.search(first_user[:600])
+    judge = _JUDGE.search(opening[:600]) if words & _JUDGE_TRIGGERS else None
     if judge:
         return "steering", f"judging request: {judge.group(0)[:80]!r}"
     if sys_text and not _PERSONA_SYSTEM.search(sys_text):
-        rule = _OBEY.search(sys_text)
+        rule = _OBEY.search(sys_text[:2000])
         if rule:
             return "steering", f"system prompt constraint: {rule.group(0)[:80]!r}"
-    rule = _OBEY.search(first_user[:1000])
+    rule = _OBEY.search(opening) if words & _OBEY_TRIGGERS else None
     if rule:
         return "steering", f"output constraint: {rule.group(0)[:80]!r}"
     return None
@@ -212,13 +223,17 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
     system, user, assistant, tool_turn = _turn_texts(messages, max_chars)
     sys_text = "\n".join(system)
     first_user = user[0] if user else ""
+    user_words = [_WORD.findall(u) for u in user[:3]]
+    first_words = user_words[0] if user_words else []
+    head_words = set(first_words[:120])
     if apply_rules:
-        ruled = _rule(sys_text, first_user, assistant, tool_turn)
+        ruled = _rule(sys_text, first_user, head_words, assistant, tool_turn)
         if ruled:
             return Signals(ruled[0], ruled[1], [])
 
     flags: list[str] = []
     user_text = "\n".join(user[:3])
+    head = first_user[:600]
     if system:
         flags.append("§sys")
         if _PERSONA_SYSTEM.search(sys_text):
@@ -229,39 +244,41 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
         flags.append("§multi_user")
     if _PERSONA_OPENING.search(first_user[:200]):
         flags.append("§persona_opening")
-    if _CONSTRAINT.search(user_text):
+    if head_words & _CONSTRAINT_TRIGGERS and _CONSTRAINT.search(head):
         flags.append("§constraint")
-    if _CODE_FENCE.search(user_text):
+    if "```" in user_text:
         flags.append("§user_fence")
-    n_code_lines = len(_CODE_LINE.findall(user_text))
+    n_code_lines = _count(_CODE_LINE, user_text[:1200], 3)
     if n_code_lines:
         flags.append("§user_code_lines" if n_code_lines >= 3 else "§user_code_line")
-    if _CODE_WORDS.search(first_user[:400]):
-        flags.append("§code_words")
     if assistant:
-        reply = assistant[0]
-        if _CODE_FENCE.search(reply) or len(_CODE_LINE.findall(reply)) >= 3:
+        reply = assistant[0][:800]
+        if "```" in reply or _count(_CODE_LINE, reply, 3) >= 3:
             flags.append("§reply_code")
-        if len(_MATH_NOTATION.findall(reply)) >= 3:
+        if _count(_MATH_NOTATION, reply, 3) >= 3:
             flags.append("§reply_math")
-    n_math = len(_MATH_NOTATION.findall(user_text))
+    n_math = _count(_MATH_NOTATION, user_text[:1200], 2)
     if n_math:
         flags.append("§math_notation" if n_math >= 2 else "§math_notation1")
-    n_numbers = len(_NUMBER.findall(first_user[:600]))
+
+    words = _WORD.findall(sys_text) if system else []
+    for w in user_words:
+        words += w
+    words = ["0" if w.isdigit() else w for w in words]
+    n_numbers = sum(1 for w in head_words if w.isdigit())
     flags.append("§numbers0" if n_numbers == 0 else "§numbers1" if n_numbers < 3 else "§numbers3")
-    if _MATH_WORDS.search(first_user[:400]):
+    if head_words & _CODE_WORDS:
+        flags.append("§code_words")
+    if head_words & _MATH_WORDS:
         flags.append("§math_words")
-    if _WRITING_WORDS.search(first_user[:300]):
+    if head_words & _WRITING_WORDS:
         flags.append("§writing_words")
-    n_domain = len(_DOMAIN_WORDS.findall(first_user[:600]))
+    n_domain = sum(1 for w in head_words if w in _DOMAIN_WORDS or (w[:3] in _DOMAIN_PREFIXES and w.startswith(_DOMAIN_STEMS)))
     if n_domain:
         flags.append("§domain1" if n_domain == 1 else "§domain2")
-    n_words = len(first_user.split())
-    flags.append("§len_s" if n_words < 12 else "§len_m" if n_words < 60 else "§len_l")
+    n_words = len(head_words)
+    flags.append("§len_s" if n_words < 12 else "§len_m" if n_words < 50 else "§len_l")
 
-    text = ((sys_text + "\n") if system else "") + user_text
-    words = _WORD.findall(text.lower())
-    words = ["0" if w.isdigit() else w for w in words]
     bigrams = [f"{a} {b}" for a, b in zip(words, words[1:])]
     opening = [f"^{w}" for w in words[:3]]
     return Signals(None, None, flags + opening + words + bigrams)
