@@ -39,8 +39,11 @@ _CUES: list[tuple[str, float, str]] = [
     ("refusal", 0.8, r"\b(?:is|are|would be) not (?:something I|within my|able to be)"),
     ("refusal", 0.9, r"\b(?:it(?:'s| is) not possible for me to|it would (?:not be (?:appropriate|ethical|responsible)|be (?:inappropriate|irresponsible|unethical)) (?:for me )?to)"),
     ("refusal", 0.7, r"\b(?:cannot|can't|can’t|unable to|not able to) (?:fulfill|fulfil|comply with|assist with|accommodate|honou?r) "),
-    ("apology", 0.35, r"\b(?:I(?:'m| am|’m) (?:so |very |really |truly )?sorry|I apologi[sz]e|(?:my )?apologies|Sorry)\b(?!,? (?:to hear|for your loss|for the loss|about your|that you(?:'re| are) (?:going|feeling|dealing)))"),
+    ("apology", 0.35, r"\b(?:I(?:'m| am|’m) (?:so |very |really |truly )?sorry|I apologi[sz]e|(?:my )?apologies|Sorry)\b(?!,? (?:to hear|to inform you|to say that|to tell you that|for (?:the|any) (?:confusion|inconvenience|misunderstanding|mistake|oversight|error)|for your loss|for the loss|about your|that you(?:'re| are) (?:going|feeling|dealing)))"),
     ("apology", 0.35, r"\bUnfortunately,? (?:I|as an|this|that|it)"),
+    # Caveat openers: premise corrections use them too, so they count only beside moralising or a redirect.
+    ("caveat", 0.45, r"\bI must (?:inform you|point out|remind you|advise you|clarify|emphasi[sz]e|caution you|respectfully point out)\b"),
+    ("moralising", 0.45, r"\b(?:is|are|would be) not (?:a |an )?(?:safe|ethical|legal|responsible|possible|appropriate)(?: or (?:safe|ethical|legal|responsible|appropriate))? (?:activity|thing|practice|option|idea|to|or|as|for)\b"),
     # AI self-reference.
     ("ai_self_reference", 0.9, r"\b(?:as an?|I(?:'m| am|’m)(?: just| only| merely)? an?|being an?) (?:responsible |ethical |helpful |honest |friendly )?(?:and (?:ethical|responsible|helpful) )?(?:AI|artificial intelligence|language model|LLM|large language model|chatbot|virtual assistant|machine|computer program|digital assistant)\b"),
     ("ai_self_reference", 0.5, r"\b(?:my (?:programming|training|creators|developers|design|purpose|guidelines|principles|ethical guidelines|core values)|I(?:'m| am|’m) (?:programmed|designed|trained) to)\b"),
@@ -76,6 +79,8 @@ _CUE_KEYS: list[tuple[str, ...]] = [
     ('fulfil', 'comply', 'assist with', 'accommodate', 'honor', 'honour'),
     ('sorry', 'apolog'),
     ('unfortunately',),
+    ('must',),
+    ('not',),
     ('as a', "i'm", 'i am', 'i’m', 'being a'),
     ('my programming', 'my training', 'my creators', 'my developers', 'my design', 'my purpose', 'my guidelines', 'my principles', 'my ethical', 'my core', 'programmed to', 'designed to', 'trained to'),
     ("don't have", 'do not have', 'don’t have'),
@@ -141,6 +146,8 @@ _PIVOT = re.compile(
     r"|here(?:'s| is| are)|below (?:is|are)|the following|let me|I(?:'m| am) happy to)",
     _I,
 )
+# Any turn after a disclaimer ("..., but if I were", "However, ChatGPT is").
+_SOFT_PIVOT = re.compile(r"\b(?:but|however|that said|nevertheless|still)\b,?", _I)
 # What a pivot offers when it only redirects: something else, a safer topic, resources.
 _REDIRECT_ONLY = re.compile(
     r"[^.!?\n]{0,60}\b(?:something else|anything else|other (?:questions?|topics?|requests?)|a different|alternative|"
@@ -217,7 +224,9 @@ def refusal_score(text: str) -> tuple[float, list[str]]:
     has_refusal = "refusal" in best_by_family
     # Apology or moralising alone is how condolences and in-character lines sound; an
     # opening apology followed by moralising ("I'm sorry, but X is illegal") is a refusal.
-    opening_apology = best_by_family.get("apology", 0.0) >= 0.35 and best_by_family.get("moralising", 0.0) >= 0.3
+    opening_apology = (best_by_family.get("apology", 0.0) >= 0.35 or best_by_family.get("caveat", 0.0) >= 0.3) and (
+        best_by_family.get("moralising", 0.0) >= 0.3 or "redirect" in best_by_family
+    )
     if not has_refusal and not opening_apology and not (
         {"ai_self_reference", "policy", "vendor", "disclaimer"} & best_by_family.keys()
     ):
@@ -231,9 +240,14 @@ def refusal_score(text: str) -> tuple[float, list[str]]:
     refuses_at_end = any(e.startswith("refusal@end") for e in evidence) or _repeats_opening(text)
     pivot = _PIVOT.search(text, 0, min(len(text), last_cue_end + 300))
     after_pivot = len(text) - pivot.end() if pivot is not None else 0
+    soft = _SOFT_PIVOT.search(text, last_cue_end, min(len(text), last_cue_end + 200)) if pivot is None else None
     if pivot is not None and after_pivot > 40 and not refuses_at_end and not _REDIRECT_ONLY.match(text, pivot.end()):
         points -= 1.0 + (1.0 if after_pivot > 300 else 0.0) + (0.4 if _CONTENT_MARK.search(text, pivot.end()) else 0.0)
         evidence.append(f'helps_after_pivot:"{pivot.group(0).strip()}"')
+    elif soft is not None and not has_refusal and len(text) - soft.end() > 150 and not refuses_at_end \
+            and not _REDIRECT_ONLY.match(text, soft.end()):
+        points -= 0.8  # "As an AI I have no feelings, but if I were a climber..." answers anyway
+        evidence.append(f'answers_after:"{soft.group(0).strip()}"')
     elif rest > 600 and not refuses_at_end:
         credit = min(1.5, (rest - 600) / 1200) + (0.4 if _CONTENT_MARK.search(text, last_cue_end) else 0.0)
         if best_by_family.get("refusal", 0.0) >= 1.0:
