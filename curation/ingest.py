@@ -202,7 +202,7 @@ def ingest_file(
                     "source": config.source or source,
                     "generator": conv.generator or file_generator,
                     "category": category,
-                    "meta": update_meta(None, **meta),
+                    "meta": json.dumps(meta, ensure_ascii=False, sort_keys=True, default=str),
                 }
             )
         if advance:

@@ -6,7 +6,6 @@ and a test fails when they drift).
 """
 from __future__ import annotations
 
-import json
 from typing import Literal
 
 import pyarrow as pa
@@ -90,9 +89,15 @@ CONVERSATION_COLUMNS = tuple(CONVERSATION_SCHEMA.names)
 
 
 def conversation_id(messages: list[dict]) -> str:
-    """Stable content hash of the messages: same conversation, same id, every run."""
-    canon = json.dumps([[m["role"], m["content"]] for m in messages], ensure_ascii=False, separators=(",", ":"))
-    return xxhash.xxh3_128_hexdigest(canon.encode("utf-8"))
+    """Stable content hash of the messages: same conversation, same id, every run.
+
+    Each field is length-prefixed, so no two different conversations share an encoding."""
+    h = xxhash.xxh3_128()
+    for m in messages:
+        role, content = m["role"].encode("utf-8"), m["content"].encode("utf-8")
+        h.update(b"%d:%b%d:" % (len(role), role, len(content)))
+        h.update(content)
+    return h.hexdigest()
 
 
 def json_schemas() -> dict[str, dict]:
