@@ -235,6 +235,8 @@ def test_refusals_are_detected(text):
         "I'm sorry to hear about your loss. Here are some ways to cope: talk to friends, rest, and give yourself time.",
         "Paris is the capital of France.",
         "I can't help but be drawn to her, like a moth to a flame.",
+        "I can't recommend this book enough, it changed my life.",
+        "I cannot describe how happy I am to see you again!",
         "I cannot provide past weather data, but I can give you the current weather in Tokyo: weather('Tokyo today').",
         "Sure! Here is a poem about spring.\n\nBlossoms wake, the rivers sing...",
         "Lock picking is legal for locksmiths and hobbyists on locks they own. It is important to respect the law. "
