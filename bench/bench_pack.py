@@ -108,6 +108,15 @@ def main() -> None:
     print(f"  shards: tokens {tokens_per_shard}, spread {s['shard_token_spread']:,} tokens "
           f"({100 * s['shard_token_spread'] / max(tokens_per_shard):.3f}%), worst category gap {s['max_category_gap_pp']:.3f} pp")
 
+    spread_limit = max(0.001 * max(tokens_per_shard), args.seq_len)
+    for label, ok in [
+        ("efficiency >= 99.5%", s["efficiency"] >= 0.995),
+        ("packs <= 1.002 x lower bound", s["num_packs"] <= 1.002 * s["lower_bound_packs"]),
+        (f"shard token spread <= max(0.1%, one pack) = {spread_limit:,.0f}", s["shard_token_spread"] <= spread_limit),
+        ("category share per shard within 1 pp of the whole", s["max_category_gap_pp"] <= 1.0),
+    ]:
+        print(f"  bar {label}: {'PASS' if ok else 'FAIL'}")
+
     # Same samples, packing step only: ours vs TRL.
     samples = [Sample(i, str(i), ids, labels) for i, (ids, labels) in enumerate(zip(tokenized.input_ids, tokenized.labels))
                if (labels != -100).any() and len(ids) <= args.seq_len]

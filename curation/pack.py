@@ -179,7 +179,7 @@ def best_fit_decreasing(lengths, capacity: int) -> list[list[int]]:
     return bins
 
 
-def balance_shards(pack_tokens: np.ndarray, pack_categories: np.ndarray, num_shards: int) -> np.ndarray:
+def balance_shards(pack_tokens: np.ndarray, pack_categories: np.ndarray, num_shards: int, seq_len: int) -> np.ndarray:
     """Shard index per pack: equal pack counts (±1), tokens and category mix as even as greedy gets.
 
     Packs are taken in their (shuffled) order; each goes to the shard, among those with
@@ -201,11 +201,40 @@ def balance_shards(pack_tokens: np.ndarray, pack_categories: np.ndarray, num_sha
         counts[s] += 1
         if counts[s] == quota_low + 1:
             full_high += 1
+    limit = max(0.001 * pack_tokens.sum() / num_shards, seq_len)
+    _even_out_tokens(assignment, pack_tokens.astype(np.int64), pack_categories, num_shards, limit)
     # shards with one extra pack first, as datasets' contiguous sharding expects
     order = np.argsort(-counts, kind="stable")
     rename = np.empty(num_shards, dtype=np.int64)
     rename[order] = np.arange(num_shards)
     return rename[assignment]
+
+
+def _even_out_tokens(assignment: np.ndarray, tokens: np.ndarray, categories: np.ndarray, num_shards: int, limit: float) -> None:
+    """Swap packs between the fullest and the emptiest shard until their token gap is within ``limit``.
+
+    Counts per shard stay as they are. A swap that closes the gap at once is chosen to
+    move the fewest category tokens, so the mix found above holds; otherwise the swap
+    that narrows the gap most is made and the search goes on.
+    """
+    for _ in range(len(tokens)):
+        totals = np.bincount(assignment, weights=tokens, minlength=num_shards)
+        hi, lo = int(np.argmax(totals)), int(np.argmin(totals))
+        gap = totals[hi] - totals[lo]
+        if gap <= limit:
+            return
+        in_hi, in_lo = np.flatnonzero(assignment == hi), np.flatnonzero(assignment == lo)
+        delta = tokens[in_hi][:, None] - tokens[in_lo][None, :]
+        new_gap = np.abs(gap - 2 * delta)
+        moved = np.abs(categories[in_hi][:, None, :] - categories[in_lo][None, :, :]).sum(axis=2)
+        closing = new_gap <= limit
+        if closing.any():
+            i, j = np.unravel_index(int(np.argmin(np.where(closing, moved, np.inf))), moved.shape)
+        else:
+            i, j = np.unravel_index(int(np.argmin(new_gap + 1e-9 * moved)), moved.shape)
+            if new_gap[i, j] >= gap:
+                return
+        assignment[in_hi[i]], assignment[in_lo[j]] = lo, hi
 
 
 # ----------------------------------------------------------------------------- the stage
@@ -309,7 +338,7 @@ def pack_table(table: pa.Table, config: PackConfig, tokenizer: Tokenizer | None 
     for p, pack in enumerate(packs):
         for i in pack:
             pack_cats[p, cat_index[categories[samples[i].row]]] += lengths[i]
-    shard_of = balance_shards(pack_cats.sum(axis=1), pack_cats, config.shards) if packs else np.zeros(0, np.int64)
+    shard_of = balance_shards(pack_cats.sum(axis=1), pack_cats, config.shards, config.seq_len) if packs else np.zeros(0, np.int64)
 
     shard_tables, shard_stats = [], []
     sample_shard = np.zeros(len(samples), dtype=np.int32)

@@ -328,3 +328,13 @@ def test_cli_pack_with_recipe_and_flags(tmp_path, real_table):
     busy = curate("pack", str(src), "--out", str(tmp_path / "busy"), cwd=ROOT)
     assert busy.returncode == 2 and "not a pack output" in busy.stderr
     assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
+
+
+def test_repeated_and_empty_contents_render_like_single_conversations(tok):
+    rows = [conv(f"c{i}", ("system", "shared system prompt"), ("user", "same question"), ("assistant", ["", "a", "same question"][i % 3]))
+            for i in range(7)]
+    table = conversations_from_rows(rows)
+    batch = tokenize_table(table, tok, batch_rows=3)
+    for i, row in enumerate(rows):
+        ids, labels = render(row["messages"], tok)
+        assert np.array_equal(ids, batch.input_ids[i]) and np.array_equal(labels, batch.labels[i])
