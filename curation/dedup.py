@@ -417,11 +417,10 @@ def dedup_table(table: pa.Table, config: DedupConfig) -> StageResult:
 
     exact = group[removed] == group[survivor[removed]]
     sims = estimated_jaccard(sig, removed, survivor[removed])
-    ids = table.column("id").to_numpy(zero_copy_only=False)
+    kept_ids = table.column("id").take(pa.array(survivor[removed])).to_pylist()
     size_of = Counter(cluster[removed].tolist())
     reasons, details = [], []
-    for row, is_exact, s in zip(removed.tolist(), exact.tolist(), sims.tolist()):
-        kept = ids[survivor[row]]
+    for row, kept, is_exact, s in zip(removed.tolist(), kept_ids, exact.tolist(), sims.tolist()):
         size = size_of[cluster[row]] + 1
         if is_exact:
             reasons.append("exact_duplicate")

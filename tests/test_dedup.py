@@ -196,3 +196,16 @@ def test_cli_writes_outputs_manifest_and_reads_recipe(tmp_path, alpaca_eval):
     recipe.write_text("dedup:\n  tresh: 0.5\n")
     bad = subprocess.run(CURATE + ["dedup", str(src), "--out", str(out), "--config", str(recipe)], capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and "dedup.tresh: unknown key" in bad.stderr
+
+
+def test_empty_table_and_every_row_accounted(shared_data):
+    from curation.io import empty_conversations
+
+    result = dedup_table(empty_conversations(), DedupConfig())
+    assert result.kept.num_rows == 0 and result.rejected.num_rows == 0 and result.stats["clusters"] == 0
+
+    table = ingest_paths([shared_data / "gpteacher" / "toolformer-dedupe-only-dataset.json"]).kept
+    result = dedup_table(table, DedupConfig(key="conversation", threshold=0.9))
+    kept, rejected = set(result.kept.column("id").to_pylist()), set(result.rejected.column("id").to_pylist())
+    assert not kept & rejected and kept | rejected == set(table.column("id").to_pylist())
+    assert result.stats["near_duplicates"] > 0 and result.stats["confirmed_pairs"] > 0
