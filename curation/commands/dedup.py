@@ -14,14 +14,17 @@ def command(
     out: Path = typer.Option(..., "--out", help="Conversation Parquet of the survivors."),
     rejects: Path = typer.Option(None, "--rejects", help="Rejects Parquet (default: OUT with .rejects.parquet)."),
     config: Path = typer.Option(None, "--config", help="Recipe YAML; its `dedup` section sets the defaults below."),
-    key: str = typer.Option(None, "--key", help="prompt (system + user turns) or conversation (all turns). [default: prompt]"),
-    threshold: float = typer.Option(None, "--threshold", help="Jaccard threshold of near duplicates. [default: 0.8]"),
-    num_perm: int = typer.Option(None, "--num-perm", help="MinHash permutations. [default: 128]"),
-    ngram: int = typer.Option(None, "--ngram", help="Words per shingle. [default: 5]"),
+    key: str = typer.Option(None, "--key", help="prompt (system + user turns) or conversation (all turns). (default prompt)"),
+    threshold: float = typer.Option(None, "--threshold", help="Jaccard threshold of near duplicates. (default 0.8)"),
+    num_perm: int = typer.Option(None, "--num-perm", help="MinHash permutations. (default 128)"),
+    ngram: int = typer.Option(None, "--ngram", help="Words per shingle. (default 5)"),
     priority: str = typer.Option(None, "--priority", help="Generators, strongest first, comma-separated: MODEL,MODEL,..."),
-    near: bool = typer.Option(None, "--near/--no-near", help="Also remove near duplicates (off: exact only). [default: on]"),
-    seed: int = typer.Option(None, "--seed", help="Seed of the MinHash permutations. [default: 1]"),
-    batch_rows: int = typer.Option(None, "--batch-rows", help="Rows sketched at a time. [default: 4096]"),
+    near: bool = typer.Option(None, "--near/--no-near", help="Also remove near duplicates (off: exact only). (default on)"),
+    exact_margin: float = typer.Option(None, "--exact-margin", help="Estimates this close to the threshold are checked exactly. (default 0.1)"),
+    false_positive_weight: float = typer.Option(None, "--false-positive-weight", help="LSH false-positive weight. (default 0.05)"),
+    false_negative_weight: float = typer.Option(None, "--false-negative-weight", help="LSH false-negative weight. (default 0.95)"),
+    seed: int = typer.Option(None, "--seed", help="Seed of the MinHash permutations. (default 1)"),
+    batch_rows: int = typer.Option(None, "--batch-rows", help="Rows sketched at a time. (default 4096)"),
 ) -> None:
     from pydantic import ValidationError
 
@@ -32,7 +35,11 @@ def command(
     from ..stage import default_rejects_path, run_table_stage
 
     base = load_stage_config(config, NAME, DedupConfig)
-    flags = {"key": key, "threshold": threshold, "num_perm": num_perm, "ngram": ngram, "near": near, "seed": seed, "batch_rows": batch_rows}
+    flags = {
+        "key": key, "threshold": threshold, "num_perm": num_perm, "ngram": ngram, "near": near, "seed": seed,
+        "batch_rows": batch_rows, "exact_margin": exact_margin,
+        "false_positive_weight": false_positive_weight, "false_negative_weight": false_negative_weight,
+    }
     if priority is not None:
         flags["priority"] = [p.strip() for p in priority.split(",") if p.strip()]
     try:
