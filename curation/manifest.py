@@ -18,7 +18,8 @@ from pathlib import Path
 from . import __version__
 from .io import write_json_atomic
 
-_SECRET_KEY = re.compile(r"(api[_-]?key|secret|token|password|authorization)", re.I)
+# A key names a secret when it is, or ends in, one of these words ("max_tokens" does not).
+_SECRET_KEY = re.compile(r"(^|[_-])(api[_-]?key|apikey|secret|password|passwd|authorization|bearer|token|credentials?)$", re.I)
 _SECRET_ENV = re.compile(r"(KEY|SECRET|TOKEN|PASSWORD)", re.I)
 
 
