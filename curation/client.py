@@ -218,15 +218,12 @@ class _Run:
         if cfg.tokens_per_minute:
             self.tpm = TokenBucket(cfg.tokens_per_minute)
         self.in_flight = asyncio.Semaphore(cfg.max_in_flight)
-        limits = openai.DefaultAsyncHttpxClient(
-            limits=_limits(cfg.max_in_flight), timeout=cfg.timeout_s
-        )
         self.client = openai.AsyncOpenAI(
             base_url=self.endpoint.base_url,
             api_key=self.endpoint.api_key or "unused",
             max_retries=0,
             timeout=cfg.timeout_s,
-            http_client=limits,
+            http_client=_http_client(cfg),
         )
         pending = iter(todo)
 
@@ -284,10 +281,14 @@ class _Run:
                 if self.fatal is not None:
                     raise _Retryable("run stopped")
                 try:
-                    raw = await self.client.chat.completions.with_raw_response.create(
-                        model=self.endpoint.model, messages=request.messages, extra_body=request.params
+                    # The raw POST skips the SDK's request transforms and response
+                    # models: the body is parsed once, below, and checked as we need it.
+                    raw = await self.client.post(
+                        "/chat/completions",
+                        body={**request.params, "model": self.endpoint.model, "messages": request.messages},
+                        cast_to=_response_type(),
                     )
-                    body = raw.http_response.content
+                    body = raw.content
                 except openai.APIStatusError as exc:
                     self.classify(exc)
                 except openai.APITimeoutError:
@@ -347,10 +348,34 @@ class _Run:
         return usage_cost(self.usage["prompt_tokens"], self.usage["completion_tokens"], self.config)
 
 
-def _limits(max_in_flight: int):
-    import httpx2
+def _http_client(config: EndpointConfig):
+    """aiohttp under the SDK when installed (its connection pool stays cheap with
+    hundreds of connections; httpx's pool scans every connection per request), else the
+    SDK's default httpx client. Either way one pool, as many connections as slots."""
+    import openai
 
-    return httpx2.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
+    limits = _httpx().Limits(max_connections=config.max_in_flight, max_keepalive_connections=config.max_in_flight)
+    try:
+        import aiohttp  # noqa: F401
+    except ImportError:
+        return openai.DefaultAsyncHttpxClient(limits=limits, timeout=config.timeout_s)
+    return openai.DefaultAioHttpClient(limits=limits, timeout=config.timeout_s)
+
+
+def _httpx():
+    """The HTTP library the installed SDK is built on (``httpx2`` in openai 3, else ``httpx``)."""
+    try:
+        import httpx2
+
+        return httpx2
+    except ImportError:
+        import httpx
+
+        return httpx
+
+
+def _response_type():
+    return _httpx().Response
 
 
 def usage_cost(prompt_tokens: int, completion_tokens: int, config: EndpointConfig) -> float | None:
