@@ -397,11 +397,14 @@ def dedup_table(table: pa.Table, config: DedupConfig) -> StageResult:
 
     group, first_row = _exact_groups(digests)
     reps = first_row[nonempty[first_row]]  # one indexed row per non-empty exact group
+    u = v = np.zeros(0, dtype=np.int64)
     if config.near:
-        u, v = candidate_pairs(sig[reps], bands, rows)
+        rep_sig = sig[reps]  # one copy, freed before the outputs are built
+        u, v = candidate_pairs(rep_sig, bands, rows)
+        confirmed, n_exact = confirm_pairs(table, reps, rep_sig, u, v, config)
+        del rep_sig
     else:
-        u = v = np.zeros(0, dtype=np.int64)
-    confirmed, n_exact = confirm_pairs(table, reps, sig[reps], u, v, config)
+        confirmed, n_exact = np.zeros(0, dtype=bool), 0
     root = union_find(len(reps), u[confirmed], v[confirmed])
 
     rep_of_group = np.full(len(first_row), -1, dtype=np.int64)
