@@ -518,18 +518,29 @@ def _rekey(response: ChatResponse, key: str) -> ChatResponse:
                         response.completion_tokens, response.model, response.error)
 
 
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when installed: the event loop is a good part of the per-request cost."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 def _run_coroutine(coro) -> None:
-    """``asyncio.run``, also from a thread that already runs a loop (e.g. a notebook)."""
+    """Run on a fresh loop, also from a thread that already runs one (e.g. a notebook)."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        asyncio.run(coro)
+        with asyncio.Runner(loop_factory=_new_loop) as runner:
+            runner.run(coro)
         return
     failure: list[BaseException] = []
 
     def target() -> None:
         try:
-            asyncio.run(coro)
+            with asyncio.Runner(loop_factory=_new_loop) as runner:
+                runner.run(coro)
         except BaseException as exc:  # re-raised in the caller's thread
             failure.append(exc)
 

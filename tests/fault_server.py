@@ -70,6 +70,8 @@ class FaultServer:
         self.model = model
         self.log: list[dict] = []
         self.attempts: dict[str, int] = {}
+        self.in_flight = 0
+        self.max_in_flight = 0  # the most chat requests being handled at one moment
         self._log_file = open(log_path, "a", encoding="utf-8") if log_path else None
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -172,10 +174,19 @@ class FaultServer:
             await self._send(writer, 401, {"error": {"message": f"Incorrect API key provided: sk-...{shown}",
                                                      "type": "invalid_request_error", "code": "invalid_api_key"}})
             return True
-        faults = _directives(body)
         with self._lock:
             attempt = self.attempts.get(fp, 0)
             self.attempts[fp] = attempt + 1
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._answer(body, fp, attempt, writer)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    async def _answer(self, body: dict, fp: str, attempt: int, writer) -> bool:
+        faults = _directives(body)
         plan = [f for f in faults.get("fault", "").split(",") if f]
         fault = plan[attempt] if attempt < len(plan) else ""
         delay = float(faults["delay"]) if "delay" in faults else self.delay_s
@@ -254,7 +265,13 @@ def main() -> None:
         await asyncio.Event().wait()
 
     try:
-        asyncio.run(serve())
+        import uvloop  # the server should not be what a client benchmark measures
+
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    try:
+        runner(serve())
     except KeyboardInterrupt:
         sys.exit(0)
 
