@@ -5,8 +5,8 @@
 Leave-one-source-out: for each hand-labelled source of scripts/tag_labels.tsv, a model is
 trained (scripts/train_tagger.py's recipe) on everything except that source -- and except
 any prompt of it that also appears elsewhere -- and tags that source's labelled rows.
-Tool-use sources that no training ever reads (BFCL, LLaMA-Factory reason_tool_use and
-glaive tool calls, ToolBench) and the identity set (steering) are tagged as well; those
+Tool-use sources that no training ever reads (BFCL, LLaMA-Factory reason_tool_use,
+ToolBench) and the identity set (steering) are tagged as well; those
 are decided by rules, which are never trained. Prints per-category precision / recall /
 F1, macro-F1, the confusion matrix and per-source accuracy.
 """
@@ -27,16 +27,16 @@ from curation.schema import CATEGORIES  # noqa: E402
 from curation.tag import classify  # noqa: E402
 from train_tagger import fit, hand_labelled_rows, prompt_key, read_labels, read_source, training_rows  # noqa: E402
 
-# Labelled by what the source is; never read by training. BFCL multi_turn_base is left out:
-# its rows arrive without their tool declarations (upstream keeps them in another file),
-# so nothing in a row says tool use.
+# Labelled by what the source is; never read by training. Left out: BFCL multi_turn_base,
+# whose rows arrive without their tool declarations (upstream keeps them in another file),
+# and LLaMA-Factory glaive_toolcall_en_demo, a third of whose conversations declare no
+# tools and are ordinary chat -- in neither does anything in the row say tool use.
 RULE_SOURCES = {
     "bfcl/BFCL_v4_simple_python.json": "tool_use",
     "bfcl/BFCL_v4_multiple.json": "tool_use",
     "bfcl/BFCL_v4_parallel.json": "tool_use",
     "bfcl/BFCL_v4_irrelevance.json": "tool_use",
     "llamafactory/reason_tool_use_demo_50.jsonl": "tool_use",
-    "llamafactory/glaive_toolcall_en_demo.json": "tool_use",
     "toolbench": "tool_use",
     "llamafactory/identity.json": "steering",
 }

@@ -23,6 +23,7 @@ import json
 import sys
 import time
 from collections import Counter
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +69,9 @@ def read_labels() -> dict[str, dict[str, str]]:
     return out
 
 
+@lru_cache(maxsize=None)
 def read_source(data: Path, rel: str) -> list[dict]:
+    """Rows of one source (cached: the evaluation reads each source once per fold)."""
     return ingest_paths([data / rel]).kept.to_pylist()
 
 
@@ -116,7 +119,7 @@ def build_vocab(token_lists: list[list[str]], min_df: int) -> dict[str, int]:
     return {t: i for i, t in enumerate(kept)}
 
 
-def train(token_lists, labels, vocab, categories, epochs: int, l2: float, lr: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def train(token_lists, labels, vocab, categories, epochs: int, l2: float, lr: float, seed: int, verbose: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Class-balanced softmax regression on binary token features, full-batch Adam."""
     n, k, v = len(token_lists), len(categories), len(vocab)
     y = np.array([categories.index(c) for c in labels])
@@ -151,14 +154,14 @@ def train(token_lists, labels, vocab, categories, epochs: int, l2: float, lr: fl
             s *= 0.999
             s += 0.001 * grad * grad
             param -= lr * (m / (1 - 0.9**step)) / (np.sqrt(s / (1 - 0.999**step)) + 1e-8)
-        if step % 50 == 0 or step == epochs:
+        if verbose and (step % 50 == 0 or step == epochs):
             loss = -(np.log(p[np.arange(n), y] + 1e-12) * sample_w).sum()
             acc = (p.argmax(1) == y).mean()
             print(f"  step {step}: loss {loss:.4f}, train accuracy {acc:.3f}", file=sys.stderr)
     return W.astype(np.float32), b.astype(np.float32)
 
 
-def fit(rows: list[dict], labels: list[str], epochs: int = 200, l2: float = 3e-4, lr: float = 0.05,
+def fit(rows: list[dict], labels: list[str], epochs: int = 200, l2: float = 3e-3, lr: float = 0.05,
         min_df: int = 2, max_chars: int = 2000, info: dict | None = None) -> Tagger:
     """Train on labelled rows; the model scores all eight slugs (rule-only ones never win)."""
     token_lists = featurise(rows, max_chars)
@@ -179,7 +182,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--out", type=Path, default=ROOT / "curation" / "assets" / "tagger.json")
     ap.add_argument("--epochs", type=int, default=200)
-    ap.add_argument("--l2", type=float, default=3e-4)
+    ap.add_argument("--l2", type=float, default=3e-3)
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--min-df", type=int, default=2)
     ap.add_argument("--max-chars", type=int, default=2000)
