@@ -96,7 +96,14 @@ class FaultServer:
             ready.set()
             self._loop.run_forever()
             self._server.close()
-            self._loop.run_until_complete(self._server.wait_closed())
+            pending = asyncio.all_tasks(self._loop)
+            for task in pending:  # open keep-alive connections
+                task.cancel()
+
+            async def settle() -> None:
+                await asyncio.gather(*pending, return_exceptions=True)
+
+            self._loop.run_until_complete(settle())
             self._loop.close()
 
         self._thread = threading.Thread(target=serve, daemon=True)
