@@ -150,7 +150,7 @@ def main() -> None:
     if len(rows) > 1:
         ref = rows[0]
         for name, best, _, n in rows[1:]:
-            print(f"vs {name}: {best / ref[1]:.2f}x faster, {n - ref[3]:+,} packs")
+            print(f"curation vs {name}: {best / ref[1]:.2f}x faster (best times), {n - ref[3]:,} fewer packs")
 
 
 if __name__ == "__main__":
