@@ -88,7 +88,7 @@ _SELF_INTRO = re.compile(
     r"|^.{0,20}我是[^。.]{0,40}(?:助手|ai|人工智能|模型)"
 )
 _JUDGE = re.compile(
-    r"\b(?:rate|grade|score|judge|evaluate|assess|critique|compare)\b[^.?!\n]{0,60}\b(?:response|answer|reply|output|completion)s?\b"
+    r"\b(?:rate|grade|score|judge|evaluate|assess|critique|compare)\b[^.?!\n]{0,60}\b(?:response|answer|reply)s?\b"
     r"|\bwhich (?:response|answer|reply|output|assistant) is (?:better|more helpful|correct|best)"
     r"|\bon a scale (?:of|from) \d+ to \d+"
 )
@@ -97,10 +97,27 @@ _OBEY = re.compile(
     r"\b(?:(?:answer|respond|reply)(?: only)? (?:in|with) (?:a single word|one word|yes or no|only (?:yes|no|json|one))"
     r"|(?:only|just) (?:answer|respond|reply) (?:with|in)|single word: yes or no|(?:must|should) be (?:less|fewer) than \d+ words"
     r"|(?:always|never) (?:respond|answer|reply|use|mention|reveal|break character|say)|(?:respond|answer|reply|write) (?:only |always )?in (?:all caps|lowercase|uppercase|capital letters)"
-    r"|(?:do not|don't|never) (?:reveal|disclose|mention) (?:your|the|these) (?:instructions|system prompt|rules)|(?:no|without) (?:any )?(?:explanation|preamble)s?\W*$"
-    r"|capitali[sz]e (?:every|each|all|the first letter))",
+    r"|(?:do not|don't|never) (?:reveal|disclose|mention) (?:your|the|these) (?:instructions|system prompt|rules)|(?:no|without) (?:any )?(?:explanation|preamble)s?\W*$)",
     re.MULTILINE,
 )
+# Rules a system prompt sets for every answer (language, format, length): steering data.
+_SYSTEM_RULE = re.compile(
+    r"\b(?:answer|respond|reply|write|speak)(?: only| always)? (?:in|using) (?:french|english|spanish|german|chinese|japanese|italian"
+    r"|portuguese|russian|korean|arabic|hindi|dutch|json|yaml|xml|markdown|bullet points|haiku|rhyme|one sentence|a single sentence)"
+    r"|(?:at most|no more than|fewer than|less than|under) \d+ (?:words|sentences|characters|lines|paragraphs)"
+    r"|\b(?:json|yaml|markdown) only\b|\bonly (?:output|return|answer with) (?:json|yaml|valid json|the answer)"
+)
+# The system prompt casts the assistant as a character.
+_CHARACTER_SYSTEM = re.compile(
+    r"\brole-?play|\bin character\b|\byou are playing\b|\byou (?:will )?play (?:the role|as)\b|\byour character\b"
+    r"|\b(?:you are|you're) (?!a\b|an\b|the\b|my\b|your\b|now\b|not\b|able\b|going\b|here\b)[\w' -]{2,40}, (?:a|an|the) "
+)
+# Answers grounded in supplied documents with citations (RAG).
+_GROUNDED = re.compile(
+    r"\b(?:provided|given|following|supplied|retrieved|these|above|below) (?:documents?|passages?|sources?|context|search results)\b"
+    r"|\bdocument \[?\d|\[doc(?:ument)? ?\d"
+)
+_CITES = re.compile(r"\bcit(?:e|ing|ation)s?\b|\[\d+\]|\[doc(?:ument)? ?\d+\]")
 _CODE_LINE = re.compile(
     r"^[ \t]*(?:def |class |import |from [\w.]+ import|#include|public |private |function |const |let |var |select |insert |update |create table"
     r"|for ?\(|if ?\(|while ?\(|return\b|print\(|console\.log|<[a-z]+[ >]|\$ |sudo |pip install|npm )"
@@ -142,7 +159,9 @@ _DOMAIN_STEMS = tuple(
     "magnet molecul atom chemi protein enzyme gene dna rna species evolution ecolog photosynth astronom planet galax geolog "
     "climat crystal particle wavelength entropy engineer circuit voltage torque aerodynam semiconductor mechanic bandwidth "
     "protocol philosoph theolog historian histor linguist literar sociolog anthropolog psycholog epistemolog ethic statistic "
-    "variance regression research scientif theory theories hypothes".split()
+    "variance regression research scientif theory theories hypothes doctrine tort plaintiff defendant jurisdiction "
+    "arter cardi syndrome lesion prognos pathogen tumor tumour insulin renal hepat pulmonar estoppel fiduciar "
+    "amortiz depreciat dividend actuar thermal kinetic catalys isotope oxidat".split()
 )
 _DOMAIN_WORDS = frozenset({"law", "laws", "sue", "cell", "cells"})
 _DOMAIN_PREFIXES = frozenset(stem[:3] for stem in _DOMAIN_STEMS)
@@ -198,17 +217,25 @@ def _rule(sys_text: str, first_user: str, words: set[str], assistant: list[str],
         if _TOOL_MARKUP.search(sys_text) or any(_TOOL_MARKUP.search(a) for a in assistant[:4]):
             return "tool_use", "tool markup (<tools>/<tool_call>)"
     opening = first_user[:1000]
-    if len(first_user) < 200 and ("you" in first_user or "你" in first_user) and _IDENTITY.search(first_user) and not _PERSONA_OPENING.search(first_user):
+    if (len(first_user) < 200 and ("you" in first_user or "你" in first_user) and _IDENTITY.search(first_user)
+            and "=" not in first_user and not _PERSONA_OPENING.search(first_user)):
         return "steering", f"identity question: {first_user[:80]!r}"
     if assistant and ("i" in assistant[0][:40] or "我" in assistant[0][:40]) and _SELF_INTRO.search(assistant[0][:200]):
         return "steering", f"self-introduction: {assistant[0][:80]!r}"
     judge = _JUDGE.search(opening[:600]) if words & _JUDGE_TRIGGERS else None
     if judge:
         return "steering", f"judging request: {judge.group(0)[:80]!r}"
-    if sys_text and not _PERSONA_SYSTEM.search(sys_text):
-        rule = _OBEY.search(sys_text[:2000])
+    if sys_text:
+        head = sys_text[:2000]
+        rule = _CHARACTER_SYSTEM.search(head)
+        if rule:
+            return "roleplay", f"character system prompt: {rule.group(0)[:80]!r}"
+        rule = _OBEY.search(head) or _SYSTEM_RULE.search(head)
         if rule:
             return "steering", f"system prompt constraint: {rule.group(0)[:80]!r}"
+    context = sys_text[:3000] + "\n" + opening
+    if _GROUNDED.search(context) and _CITES.search(context):
+        return "tool_use", "answer grounded in supplied documents with citations"
     rule = _OBEY.search(opening) if words & _OBEY_TRIGGERS else None
     if rule:
         return "steering", f"output constraint: {rule.group(0)[:80]!r}"

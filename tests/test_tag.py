@@ -59,6 +59,15 @@ def test_sources_land_in_their_category(shared_data, rel, category, floor):
     assert _share(rows, category) >= floor
 
 
+def test_rules_do_not_fire_on_ordinary_requests():
+    plain = [
+        [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": "Give me tips for better sleep."}],
+        [{"role": "user", "content": 'Rearrange this code:\nname = input("What is your name? ")'}],
+        [{"role": "user", "content": "Write a function that compares two strings and returns the output."}],
+    ]
+    assert all(source == "model" for _, source, _ in classify(plain))
+
+
 def test_everyday_prompts_are_mostly_general(shared_data):
     """Open-ended AlpacaEval prompts are not code, maths or tools for the most part."""
     rows = _sample(shared_data, "alpaca_eval/gpt4_1106_preview.json", 200)
@@ -75,8 +84,12 @@ def test_rules_read_structure():
     judge = [{"role": "user", "content": "Rate the following answer on a scale of 1 to 10 for helpfulness.\n\nAnswer: ..."}]
     obey = [{"role": "system", "content": "Always respond in French and never use more than two sentences."},
             {"role": "user", "content": "Tell me about the moon."}]
-    got = classify([tool, who, judge, obey])
-    assert [c for c, _, _ in got] == ["tool_use", "steering", "steering", "steering"]
+    character = [{"role": "system", "content": "You are Luna, a shy elf librarian. Stay in character."},
+                 {"role": "user", "content": "Hi Luna! Any books about dragons?"}]
+    grounded = [{"role": "system", "content": "Answer from the provided documents and cite them as [1], [2].\n\nDocument [1]: The bridge opened in 1932."},
+                {"role": "user", "content": "When was the bridge built?"}]
+    got = classify([tool, who, judge, obey, character, grounded])
+    assert [c for c, _, _ in got] == ["tool_use", "steering", "steering", "steering", "roleplay", "tool_use"]
     assert all(source == "rules" and extra["tag_evidence"] for _, source, extra in got)
 
 
