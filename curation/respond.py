@@ -118,6 +118,12 @@ def transcript(messages: list[dict], max_chars: int) -> str:
     return "\n\n".join(parts)
 
 
+def api_messages(messages: list[dict]) -> list[dict]:
+    """The turns as sent: a Hermes ``tool`` turn (``<tool_response>`` text, no tool_call_id)
+    goes as a user turn, which every OpenAI-compatible server accepts; the row keeps ``tool``."""
+    return [{"role": "user" if m["role"] == "tool" else m["role"], "content": m["content"]} for m in messages]
+
+
 def _follow_up_text(text: str | None) -> str:
     return _SPEAKER_LABEL.sub("", (text or "").strip()).strip()
 
@@ -210,7 +216,7 @@ def _assistant_step(active: list[_Row], cfg, endpoint, journal, progress, usage)
     for r in active:
         key = f"{r.row['id']}:respond:{len(r.messages)}"
         params = {"temperature": cfg.temperature, "max_tokens": cfg.reply_tokens(endpoint), "seed": request_seed(cfg.seed, key)}
-        requests.append(ChatRequest(key, [dict(m) for m in r.messages], params))
+        requests.append(ChatRequest(key, api_messages(r.messages), params))
     responses, used = chat_many(requests, endpoint, journal=journal, progress=progress)
     _add_usage(usage, used)
     for r, resp in zip(active, responses):

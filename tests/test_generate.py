@@ -268,6 +268,24 @@ def test_respond_multi_turn_length_marks_and_failures():
     assert result.kept.num_rows + result.rejected.num_rows == len(rows)
 
 
+def test_a_hermes_tool_turn_is_answered_and_sent_as_a_user_turn():
+    call = '<tool_call>{"name": "get_weather", "arguments": {"city": "Oslo"}}</tool_call>'
+    messages = [
+        {"role": "system", "content": "<tools>[{\"name\": \"get_weather\"}]</tools>"},
+        {"role": "user", "content": "Weather in Oslo?"},
+        {"role": "assistant", "content": call},
+        {"role": "tool", "content": '<tool_response>{"temp_c": 4}</tool_response>'},
+    ]
+    table = conversations_from_rows([{"id": "tool", "messages": messages, "source": "t", "category": "tool_use"}])
+    with ScriptedServer({}, {}) as server:
+        result = respond_table(table, RespondConfig(), server.endpoint(), progress=False)
+    sent = server.bodies[0]["messages"]
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"]
+    assert sent[-1]["content"] == messages[-1]["content"]
+    row = result.kept.to_pylist()[0]
+    assert row["messages"][:4] == messages and row["messages"][4] == {"role": "assistant", "content": GOOD_ANSWER}
+
+
 def test_turn_counts_and_system_prompts_are_drawn_per_row(tmp_path):
     prompts_file = tmp_path / "system.txt"
     prompts_file.write_text("You are a pirate.\n\nYou are a careful\nlibrarian.\n", encoding="utf-8")
