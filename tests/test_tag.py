@@ -216,3 +216,28 @@ def test_llm_method_over_real_http(tmp_path, monkeypatch):
         assert result.stats["llm"]["llm_fallbacks"] == 1
     finally:
         server.shutdown()
+
+
+def test_cli_llm_method_with_endpoint_flag(tmp_path):
+    pytest.importorskip("curation.client", reason="the shared LLM client has not landed")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeOpenAI)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        rows = [{"id": "code", "messages": [{"role": "user", "content": "def f(x): return x"}], "source": "x"}]
+        src, out = tmp_path / "in.parquet", tmp_path / "out.parquet"
+        write_table(conversations_from_rows(rows), src)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+        proc = subprocess.run(
+            CURATE + ["tag", str(src), "--out", str(out), "--method", "llm",
+                      "--endpoint", f"http://127.0.0.1:{server.server_port}/v1", "--model", "fake-model"],
+            capture_output=True, text=True, cwd=ROOT, env=env, timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr
+        row = read_conversations(out).to_pylist()[0]
+        assert row["category"] == "coding" and load_meta(row["meta"])["category_source"] == "llm"
+        manifest = json.loads((tmp_path / "out.manifest.json").read_text())
+        assert manifest["args"]["method"] == "llm" and manifest["args"]["endpoint"]["model"] == "fake-model"
+        assert manifest["stats"]["by_source"] == {"llm": 1}
+        assert (tmp_path / "out.journal.jsonl").exists()
+    finally:
+        server.shutdown()

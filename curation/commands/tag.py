@@ -21,6 +21,7 @@ def command(
     llm_temperature: float = typer.Option(None, "--llm-temperature", help="Temperature of the LLM request. [default: 0]"),
     endpoint: str = typer.Option(None, "--endpoint", help="For --method llm: `local` or an OpenAI-compatible base URL."),
     model: str = typer.Option(None, "--model", help="For --method llm: model name at the endpoint."),
+    journal: Path = typer.Option(None, "--journal", help="For --method llm: request journal for resuming (default: OUT with .journal.jsonl)."),
 ) -> None:
     from pydantic import ValidationError
 
@@ -43,10 +44,11 @@ def command(
     args = {"src": str(src), "out": str(out), "rejects": str(rejects), "config": str(config) if config else None, **cfg.model_dump()}
     if cfg.method == "llm":
         from ..client import EndpointConfig
-        from ..endpoint import apply_flags, open_endpoint
+        from ..endpoint import apply_flags, journal_path, open_endpoint
 
         ep_cfg = apply_flags(load_stage_config(config, "endpoint", EndpointConfig), endpoint, model)
-        journal = Path(str(out) + ".journal.jsonl")
+        journal = journal or journal_path(out)
+        args["journal"] = str(journal)
         with open_endpoint(ep_cfg) as ep:
             args["endpoint"] = {"base_url": ep.base_url, "model": ep.model}
             result, manifest = run_table_stage(NAME, lambda table: tag_table(table, cfg, ep, journal), src, out, rejects, args)
