@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -334,6 +335,35 @@ def test_respond_cli_journal_resumes_without_sending_again(tmp_path):
     assert manifest["stats"]["model"] == "fault-model"
     for path in (journal, tmp_path / "out.manifest.json"):
         assert "sk-test-never-written-1234" not in path.read_text()
+
+
+def test_respond_killed_with_sigkill_resumes_without_losing_or_duplicating(tmp_path):
+    src, out, whole = tmp_path / "in.parquet", tmp_path / "out.parquet", tmp_path / "whole.parquet"
+    write_table(seed_table([f"Question {i}?" for i in range(40)]), src)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("endpoint: {max_in_flight: 4}\nrespond: {turns: '1-2'}\n", encoding="utf-8")
+    journal = journal_path(out)
+    with FaultServer(delay_s=0.03) as server:
+        base = ["--endpoint", server.base_url, "--model", "fault-model", "--config", str(recipe)]
+        proc = subprocess.Popen(CURATE + ["respond", str(src), "--out", str(out), *base],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not journal.exists() or journal.read_text().count("\n") < 30):
+            time.sleep(0.02)
+        proc.kill()
+        proc.wait()
+        assert not out.exists()  # killed mid-run: no partial output
+        run = subprocess.run(CURATE + ["respond", str(src), "--out", str(out), *base],
+                             capture_output=True, text=True, cwd=tmp_path, timeout=60)
+        assert run.returncode == 0, run.stderr
+        twice = [fp for fp, n in server.answered().items() if n > 1]
+        assert len(twice) <= 4  # at most the requests in flight at the kill are sent again
+        run = subprocess.run(CURATE + ["respond", str(src), "--out", str(whole), *base],
+                             capture_output=True, text=True, cwd=tmp_path, timeout=60)
+        assert run.returncode == 0, run.stderr
+    fingerprints = [json.loads(line)["fingerprint"] for line in journal.read_text().splitlines()]
+    assert len(fingerprints) == len(set(fingerprints))  # every request journaled exactly once
+    assert pq.read_table(out).equals(pq.read_table(whole))  # same rows as an uninterrupted run
 
 
 # ----------------------------------------------------------------------------- endpoint
