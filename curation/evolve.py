@@ -199,6 +199,79 @@ def _add_usage(total: dict, usage: dict) -> None:
             total[key] = total.get(key, 0) + value
 
 
+# ----------------------------------------------------------------------------- one round
+
+def _rewrite_request(parent: dict, user_at: int, op: str, round_no: int, cfg: EvolveConfig) -> ChatRequest:
+    key = f"{parent['id']}:evolve:{round_no}"
+    prompt = fill(load_prompt(op), instruction=parent["messages"][user_at]["content"])
+    return ChatRequest(key, [{"role": "user", "content": prompt}], _params(cfg, key, cfg.max_rewrite_tokens))
+
+
+def _information_gain_request(parent_text: str, child: dict, cfg: EvolveConfig) -> ChatRequest:
+    key = f"{child['id']}:information_gain"
+    prompt = fill(load_prompt("no_information_gain"), parent=parent_text, instruction=child["messages"][-1]["content"])
+    return ChatRequest(key, [{"role": "user", "content": prompt}], _params(cfg, key, 8, 0.0))
+
+
+def _evolve_round(frontier, round_no, cfg, endpoint, journal, progress, usage):
+    """Rewrite every lineage's latest survivor once; judge the rewrites.
+
+    Returns the survivors as (child, operation), the failures as (child, reason, detail),
+    and the next frontier (a failed lineage keeps its parent).
+    """
+    drafts = []
+    for parent, user_at, base in frontier:
+        op = choose_operation(cfg.seed, parent["id"], round_no, cfg.operations)
+        drafts.append((parent, user_at, base, op, _rewrite_request(parent, user_at, op, round_no, cfg)))
+    responses, used = chat_many([d[-1] for d in drafts], endpoint, journal=journal, progress=progress)
+    _add_usage(usage, used)
+
+    failures: list[tuple[dict, str, str]] = []
+    candidates = []  # (frontier index, op, child)
+    for index, ((parent, user_at, base, op, _), rewrite) in enumerate(zip(drafts, responses)):
+        child = _child_row(parent, user_at, (rewrite.text or "").strip(), op, base + round_no, endpoint.model)
+        failure = rewrite_failure(rewrite, parent["messages"][user_at]["content"], cfg)
+        if failure:
+            failures.append((child, *failure))
+        else:
+            candidates.append((index, op, child))
+
+    answers, used = chat_many(
+        [ChatRequest(f"{c['id']}:answer", c["messages"], _params(cfg, f"{c['id']}:answer", cfg.max_answer_tokens))
+         for _, _, c in candidates],
+        endpoint, journal=journal, progress=progress,
+    )
+    _add_usage(usage, used)
+    verdicts: list[ChatResponse | None] = [None] * len(candidates)
+    if cfg.check_information_gain:
+        checks = []
+        for index, _, child in candidates:
+            parent, user_at = frontier[index][0], frontier[index][1]
+            checks.append(_information_gain_request(parent["messages"][user_at]["content"], child, cfg))
+        verdicts, used = chat_many(checks, endpoint, journal=journal, progress=progress)
+        _add_usage(usage, used)
+
+    survivors: list[tuple[dict, str]] = []
+    next_frontier = list(frontier)
+    for (index, op, child), answer, verdict in zip(candidates, answers, verdicts):
+        child["meta"] = update_meta(child["meta"], evolve_answer=answer.text)
+        failure = answer_failure(answer, cfg) or (verdict_failure(verdict) if verdict is not None else None)
+        if failure:
+            failures.append((child, *failure))
+            continue
+        survivors.append((child, op))
+        next_frontier[index] = (child, len(child["messages"]) - 1, frontier[index][2])
+    return survivors, failures, next_frontier
+
+
+def verdict_failure(verdict: ChatResponse) -> tuple[str, str] | None:
+    if verdict.error:
+        return "generation_failed", f"{verdict.key}: {verdict.error}"
+    if judged_equal(verdict.text or ""):
+        return "no_information_gain", f"judged equal to its parent: {(verdict.text or '').strip()[:60]!r}"
+    return None
+
+
 # ----------------------------------------------------------------------------- stage core
 
 def evolve_table(
@@ -227,75 +300,14 @@ def evolve_table(
     rounds: dict[str, dict] = {}
     operations: Counter[str] = Counter()
     for round_no in range(1, cfg.rounds + 1):
-        drafts = []
-        for parent, user_at, base in frontier:
-            depth = base + round_no
-            op = choose_operation(cfg.seed, parent["id"], round_no, cfg.operations)
-            instruction = parent["messages"][user_at]["content"]
-            key = f"{parent['id']}:evolve:{round_no}"
-            request = ChatRequest(
-                key=key,
-                messages=[{"role": "user", "content": fill(load_prompt(op), instruction=instruction)}],
-                params=_params(cfg, key, cfg.max_rewrite_tokens),
-            )
-            drafts.append((parent, user_at, op, depth, request))
-        responses, used = chat_many([d[-1] for d in drafts], endpoint, journal=journal, progress=progress)
-        _add_usage(usage, used)
-
-        round_rejects: Counter[str] = Counter()
-        candidates = []
-        for (parent, user_at, op, depth, _), rewrite in zip(drafts, responses):
-            child = _child_row(parent, user_at, (rewrite.text or "").strip(), op, depth, endpoint.model)
-            failure = rewrite_failure(rewrite, parent["messages"][user_at]["content"], cfg)
-            if failure:
-                rejected.append((child, *failure))
-                round_rejects[failure[0]] += 1
-            else:
-                candidates.append((parent, user_at, op, child))
-
-        answers, used = chat_many(
-            [ChatRequest(f"{c['id']}:answer", c["messages"], _params(cfg, f"{c['id']}:answer", cfg.max_answer_tokens))
-             for *_, c in candidates],
-            endpoint, journal=journal, progress=progress,
-        )
-        _add_usage(usage, used)
-        verdicts: list[ChatResponse | None] = [None] * len(candidates)
-        if cfg.check_information_gain:
-            checks = []
-            for parent, user_at, _, child in candidates:
-                key = f"{child['id']}:information_gain"
-                prompt = fill(
-                    load_prompt("no_information_gain"),
-                    parent=parent["messages"][user_at]["content"],
-                    instruction=child["messages"][-1]["content"],
-                )
-                checks.append(ChatRequest(key, [{"role": "user", "content": prompt}], _params(cfg, key, 8, 0.0)))
-            verdicts, used = chat_many(checks, endpoint, journal=journal, progress=progress)
-            _add_usage(usage, used)
-
-        next_frontier = {id(p): (p, u, b) for p, u, b in frontier}
-        survivors = 0
-        for (parent, user_at, op, child), answer, verdict in zip(candidates, answers, verdicts):
-            child["meta"] = update_meta(child["meta"], evolve_answer=answer.text)
-            failure = answer_failure(answer, cfg)
-            if failure is None and verdict is not None:
-                if verdict.error:
-                    failure = ("generation_failed", f"{verdict.key}: {verdict.error}")
-                elif judged_equal(verdict.text or ""):
-                    failure = ("no_information_gain", f"judged equal to its parent: {(verdict.text or '').strip()[:60]!r}")
-            if failure:
-                rejected.append((child, *failure))
-                round_rejects[failure[0]] += 1
-                continue
-            kept.append(child)
-            operations[op] += 1
-            survivors += 1
-            next_frontier[id(parent)] = (child, len(child["messages"]) - 1, next_frontier[id(parent)][2])
-        frontier = list(next_frontier.values())
+        survivors, failures, frontier = _evolve_round(frontier, round_no, cfg, endpoint, journal, progress, usage)
+        kept.extend(child for child, _ in survivors)
+        rejected.extend(failures)
+        operations.update(op for _, op in survivors)
         rounds[str(round_no)] = {
-            "rewrites": len(drafts),
-            "kept": survivors,
-            "rejected_by_reason": dict(sorted(round_rejects.items())),
+            "rewrites": len(survivors) + len(failures),
+            "kept": len(survivors),
+            "rejected_by_reason": dict(sorted(Counter(reason for _, reason, _ in failures).items())),
         }
 
     kept_table = conversations_from_rows(kept)
