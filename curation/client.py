@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import gc
 import json
 import random
 import re
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -493,7 +495,8 @@ def chat_many(
             writer = JournalWriter(journal_path) if journal_path is not None else None
             run = _Run(endpoint, writer, bar)
             try:
-                _run_coroutine(run.run(list(todo.items()), results))
+                with _fewer_collections():
+                    _run_coroutine(run.run(list(todo.items()), results))
             finally:
                 if writer is not None:
                     writer.close()
@@ -516,6 +519,23 @@ def chat_many(
 def _rekey(response: ChatResponse, key: str) -> ChatResponse:
     return ChatResponse(key, response.text, response.finish_reason, response.prompt_tokens,
                         response.completion_tokens, response.model, response.error)
+
+
+@contextmanager
+def _fewer_collections():
+    """Each request allocates a few hundred short-lived objects; with the default
+    thresholds the collector runs every few requests and rescans the caller's whole
+    heap (a stage holds its table as Python rows). Freezing the existing heap and
+    collecting the young generation less often saved about a fifth of the client's CPU
+    per request in bench/bench_client.py. Restored on exit."""
+    threshold = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(max(threshold[0], 50_000), threshold[1], threshold[2])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:

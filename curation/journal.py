@@ -67,7 +67,7 @@ class JournalWriter:
         self._fh: TextIO = open(path, "a", encoding="utf-8")
 
     def append(self, record: dict) -> None:
-        self._fh.write(canonical_json(record) + "\n")
+        self._fh.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
         self._fh.flush()
         if self.fsync:
             os.fsync(self._fh.fileno())
