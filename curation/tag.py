@@ -145,7 +145,7 @@ _CODE_WORDS = frozenset(
 _MATH_WORDS = frozenset(
     "solve calculate compute equation equations integral derivative probability percent percentage average mean median "
     "ratio fraction prime factor theorem prove proof geometry triangle circle radius area perimeter volume sum product "
-    "multiply divide algebra polynomial matrix".split()
+    "multiply divide algebra polynomial matrix multiplication divided sequence formula convert quartile".split()
 )
 _WRITING_WORDS = frozenset(
     "story stories poem poetry haiku limerick sonnet essay article blog post tweet slogan tagline lyrics song script email "
@@ -306,6 +306,11 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
     n_words = len(head_words)
     flags.append("§len_s" if n_words < 12 else "§len_m" if n_words < 50 else "§len_l")
 
+    if apply_rules and len(first_user) < 600 and "§math_words" in flags and (n_numbers or n_math) and not (
+        "§code_words" in flags or "§user_fence" in flags or "§user_code_lines" in flags
+    ):
+        found = sorted(head_words & _MATH_WORDS)
+        return Signals("math", f"maths words ({', '.join(found[:3])}) with numbers, no code", [])
     bigrams = [f"{a} {b}" for a, b in zip(words, words[1:])]
     opening = [f"^{w}" for w in words[:3]]
     return Signals(None, None, flags + opening + words + bigrams)
