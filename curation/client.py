@@ -257,6 +257,7 @@ class _Run:
                 if attempt >= self.config.max_retries:
                     return self.failed(request, f"{exc.reason}; gave up after {attempt + 1} attempts")
                 self.usage["retries"] += 1
+                self.progress.retried()
                 await asyncio.sleep(retry_delay(attempt, self.config, exc.retry_after))
                 attempt += 1
                 continue
@@ -428,7 +429,7 @@ class ChatProgress:
 
         self.enabled = enabled and console.is_terminal
         self.total = total
-        self.done = self.failures = self.tokens = 0
+        self.done = self.failures = self.tokens = self.retries = 0
         self.cost: float | None = None
         self.started = time.monotonic()
         self._bar = None
@@ -441,6 +442,9 @@ class ChatProgress:
             )
             self._task = self._bar.add_task("llm", total=total, rates="")
 
+    def retried(self) -> None:
+        self.retries += 1
+
     def advance(self, tokens: int = 0, cost: float | None = None, failed: bool = False) -> None:
         if self._bar is None:
             return
@@ -449,7 +453,7 @@ class ChatProgress:
         self.failures += failed
         self.cost = cost if cost is not None else self.cost
         elapsed = max(time.monotonic() - self.started, 1e-6)
-        rates = f"{self.done / elapsed:.1f} req/s  {self.tokens / elapsed:.0f} tok/s  {self.failures} failed"
+        rates = f"{self.done / elapsed:.1f} req/s  {self.tokens / elapsed:.0f} tok/s  {self.failures} failed  {self.retries} retries"
         if self.cost is not None:
             rates += f"  ${self.cost:.4f}"
         self._bar.update(self._task, advance=1, rates=rates)

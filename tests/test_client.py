@@ -209,3 +209,30 @@ def test_resume_after_sigkill_completes_every_request_exactly_once(tmp_path):
     # can have been answered twice, and never more than twice.
     assert resent <= set(answered_first) - journaled_first
     assert len(resent) <= in_flight and all(answered[fp] == 2 for fp in resent)
+
+
+def test_token_bucket_reconciles_estimates_with_usage():
+    from curation.ratelimit import TokenBucket
+
+    async def scenario() -> list[float]:
+        bucket = TokenBucket(per_minute=6000, burst_seconds=0.1)  # 100 tokens/s, holds 10
+        waits = []
+        for charge_after in (+10, -20, 0):
+            start = time.monotonic()
+            await bucket.acquire(10)
+            waits.append(time.monotonic() - start)
+            bucket.adjust(charge_after)  # estimate minus actual usage
+        return waits
+
+    import asyncio
+
+    refunded, charged, indebted = asyncio.run(scenario())
+    assert refunded < 0.05  # the over-estimate came back: no wait
+    assert charged < 0.05  # the bucket was full again after the refund
+    assert indebted >= 0.25  # the under-estimate (20 tokens of debt) is waited out: 30 tokens at 100/s
+
+
+def test_tokens_per_minute_limit_runs_every_request(server):
+    responses, usage = chat_many([ask(f"t{i}", max_tokens=5) for i in range(20)],
+                                 endpoint(server, tokens_per_minute=60_000), progress=False)
+    assert [r.text for r in responses] == [f"echo: t{i}" for i in range(20)] and usage["requests"] == 20
