@@ -108,6 +108,11 @@ def redact(text: str, secret: str | None) -> str:
     return _SECRET_LIKE.sub("***", text)
 
 
+def _without_userinfo(url: str) -> str:
+    """``https://user:secret@host/v1`` -> ``https://***@host/v1``: URLs can carry secrets too."""
+    return re.sub(r"//[^/@]+@", "//***@", url)
+
+
 def estimate_tokens(request: ChatRequest) -> int:
     """Prompt characters / 4 plus the completion budget: cheap, and corrected afterwards."""
     chars = sum(len(str(m.get("content") or "")) + 8 for m in request.messages)
@@ -208,6 +213,9 @@ class _Run:
         self.usage = _empty_usage()
         self.fatal: CurationError | None = None
         self.rpm = self.tpm = None
+        # A 429 with Retry-After holds back every request, not just the one refused:
+        # otherwise the other slots keep hitting a server that asked us to wait.
+        self.paused_until = 0.0
 
     async def run(self, todo: list[tuple[str, ChatRequest]], results: dict[str, ChatResponse]) -> None:
         import openai
@@ -274,6 +282,8 @@ class _Run:
         import openai
 
         estimate = estimate_tokens(request) if self.tpm else 0
+        while (pause := self.paused_until - time.monotonic()) > 0:
+            await asyncio.sleep(pause)
         if self.rpm:
             await self.rpm.acquire(1)
         if self.tpm:
@@ -311,7 +321,10 @@ class _Run:
         code, message = _error_fields(exc.body)
         message = redact(message, self.endpoint.api_key)[:300]
         if status == 429 and code != "insufficient_quota" and "insufficient_quota" not in message:
-            raise _Retryable("HTTP 429 rate limited", parse_retry_after(exc.response.headers)) from None
+            retry_after = parse_retry_after(exc.response.headers)
+            if retry_after:
+                self.paused_until = max(self.paused_until, time.monotonic() + min(retry_after, self.config.backoff_max_s))
+            raise _Retryable("HTTP 429 rate limited", retry_after) from None
         if status in RETRYABLE_STATUS - {429} or status >= 500:
             raise _Retryable(f"HTTP {status}", parse_retry_after(exc.response.headers)) from None
         if status == 400 and _is_context_overflow(code, message):
@@ -319,7 +332,7 @@ class _Run:
         raise CurationError(self.fatal_message(status, code, message)) from None
 
     def fatal_message(self, status: int, code: str | None, message: str) -> str:
-        where = f"endpoint {self.endpoint.base_url} (model {self.endpoint.model})"
+        where = f"endpoint {_without_userinfo(self.endpoint.base_url)} (model {self.endpoint.model})"
         if status == 429 or code == "insufficient_quota":
             hint = "the account has no quota left; add credit or use another endpoint"
         elif status == 401:

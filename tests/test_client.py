@@ -236,3 +236,12 @@ def test_tokens_per_minute_limit_runs_every_request(server):
     responses, usage = chat_many([ask(f"t{i}", max_tokens=5) for i in range(20)],
                                  endpoint(server, tokens_per_minute=60_000), progress=False)
     assert [r.text for r in responses] == [f"echo: t{i}" for i in range(20)] and usage["requests"] == 20
+
+
+def test_retry_after_holds_back_the_other_requests_too(server):
+    requests = [ask("first {{fault:429}}{{retry_after:0.5}}")] + [ask(f"other{i}") for i in range(6)]
+    responses, _ = chat_many(requests, endpoint(server, max_in_flight=2), progress=False)
+    assert all(r.text for r in responses)
+    refused_at = next(e["time"] for e in server.log if e["status"] == 429)
+    during_pause = [e for e in server.log if e["status"] == 200 and refused_at < e["time"] < refused_at + 0.45]
+    assert len(during_pause) <= 1  # at most the one request already on the wire
