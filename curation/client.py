@@ -36,6 +36,7 @@ from .journal import JournalWriter, fingerprint, load_journal
 RETRYABLE_STATUS = {408, 409, 429}
 CHARS_PER_TOKEN = 4  # a cheap prompt-size estimate for the tokens-per-minute bucket
 DEFAULT_COMPLETION_ESTIMATE = 256
+MAX_PAUSE_S = 600.0  # a Retry-After longer than this is treated as this
 _SECRET_LIKE = re.compile(r"\b(sk|rk|pk)-[A-Za-z0-9_\-*.]{6,}")
 
 
@@ -291,6 +292,8 @@ class _Run:
         used = 0
         try:
             async with self.in_flight:
+                while (pause := self.paused_until - time.monotonic()) > 0:
+                    await asyncio.sleep(pause)
                 if self.fatal is not None:
                     raise _Retryable("run stopped")
                 try:
@@ -323,7 +326,7 @@ class _Run:
         if status == 429 and code != "insufficient_quota" and "insufficient_quota" not in message:
             retry_after = parse_retry_after(exc.response.headers)
             if retry_after:
-                self.paused_until = max(self.paused_until, time.monotonic() + min(retry_after, self.config.backoff_max_s))
+                self.paused_until = max(self.paused_until, time.monotonic() + min(retry_after, MAX_PAUSE_S))
             raise _Retryable("HTTP 429 rate limited", retry_after) from None
         if status in RETRYABLE_STATUS - {429} or status >= 500:
             raise _Retryable(f"HTTP {status}", parse_retry_after(exc.response.headers)) from None
