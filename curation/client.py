@@ -546,7 +546,7 @@ def _fewer_collections():
     """Each request allocates a few hundred short-lived objects; with the default
     thresholds the collector runs every few requests and rescans the caller's whole
     heap (a stage holds its table as Python rows). Freezing the existing heap and
-    collecting the young generation less often saved about a fifth of the client's CPU
+    collecting the young generation less often saved roughly 15% of the client's CPU
     per request in bench/bench_client.py. Restored on exit."""
     threshold = gc.get_threshold()
     gc.freeze()
