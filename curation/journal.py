@@ -57,6 +57,12 @@ def _truncate(path: Path, size: int) -> None:
         fh.truncate(size)
 
 
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1) == b"\n"
+
+
 class JournalWriter:
     """Appends one record per line and flushes each, so finished work survives a kill."""
 
@@ -65,6 +71,9 @@ class JournalWriter:
         self.path = path
         self.fsync = fsync
         self._fh: TextIO = open(path, "a", encoding="utf-8")
+        if self._fh.tell() and not _ends_with_newline(path):
+            self._fh.write("\n")  # a complete record cut just before its newline
+
 
     def append(self, record: dict) -> None:
         self._fh.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")

@@ -149,11 +149,16 @@ def test_journal_resume_skips_finished_requests_and_tolerates_a_torn_line(server
         fh.write(lines[3] + "\n" + lines[4][:25])
     assert len(load_journal(journal)) == 10
     assert journal.read_text().endswith("\n")  # the torn tail is cut off
+    # A record whose newline never made it to disk is complete: kept, and the next line
+    # starts on a line of its own.
+    journal.write_text(journal.read_text() + lines[5])
+    assert len(load_journal(journal)) == 10
     more = first + [ask("j10", max_tokens=5)]
     responses, usage = chat_many(more, endpoint(server), journal=journal, progress=False)
     assert [r.text for r in responses] == [f"echo: j{i}" for i in range(11)]
     assert usage["resumed_from_journal"] == 10 and usage["requests"] == 1
     assert all(n == 1 for n in server.answered().values()) and len(server.answered()) == 11
+    assert len(load_journal(journal)) == 11
 
 
 RUNNER = """
