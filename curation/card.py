@@ -1,7 +1,7 @@
 """Card: a Hugging Face dataset card written from a report, to publish with the shards.
 
 The YAML header is built as data and dumped with ``yaml.safe_dump`` (so quoting is always
-valid); the prose lives in ``data_cards/TEMPLATE.md`` with ``$name`` placeholders
+valid); the prose lives in ``curation/assets/card_template.md`` (linked as ``data_cards/TEMPLATE.md``) with ``$name`` placeholders
 (``string.Template``), so a user edits the wording without touching code.
 """
 from __future__ import annotations
@@ -17,7 +17,8 @@ from .errors import CurationError
 from .schema import CATEGORIES
 from .report import funnel_markdown, packing_markdown, percent, table1_markdown
 
-DEFAULT_TEMPLATE = Path(__file__).resolve().parents[1] / "data_cards" / "TEMPLATE.md"
+# Ships inside the package (data_cards/TEMPLATE.md links to it), so a plain install finds it.
+DEFAULT_TEMPLATE = Path(__file__).resolve().parent / "assets" / "card_template.md"
 # Hugging Face's size_categories bins, by number of rows.
 _SIZE_BINS = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
               (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"))
@@ -36,7 +37,7 @@ class CardConfig(BaseModel):
         None, description="Glob of the Arrow shards, relative to where the card is published (default: from the shard names)."
     )
     summary: str | None = Field(None, description="One paragraph on what the data is (default: generated from the report).")
-    template: str | None = Field(None, description="Card template with $placeholders (default: data_cards/TEMPLATE.md).")
+    template: str | None = Field(None, description="Card template with $placeholders (default: the packaged template, linked as data_cards/TEMPLATE.md).")
 
 
 def size_category(n: int) -> str:

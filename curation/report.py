@@ -163,16 +163,17 @@ def _ranked(samples: pa.Table, key: str) -> list[dict]:
 # ----------------------------------------------------------------------------- funnel
 
 def _resolve(recorded: str, search_dirs: list[Path]) -> Path | None:
-    """A manifest's input path as recorded (absolute or from the run's cwd), else by name
-    in the folder the report's input lives in (runs/NAME/ holds all stages side by side)."""
+    """A manifest's input path: an absolute path as recorded; else a file of that name in
+    the folders searched (the manifest's own folder first: runs/NAME/ holds all stages side
+    by side); else the relative path from the working directory."""
     p = Path(recorded)
-    if p.exists():
+    if p.is_absolute() and p.exists():
         return p
     for folder in search_dirs:
         q = folder / p.name
         if q.exists():
             return q
-    return None
+    return p if p.exists() else None
 
 
 def funnel(start: Path) -> list[dict]:
@@ -189,7 +190,7 @@ def funnel(start: Path) -> list[dict]:
         m = read_manifest(mpath) or {}
         stale = False
         for inp in m.get("inputs", []):
-            path = _resolve(inp.get("path", ""), search_dirs + [mpath.parent])
+            path = _resolve(inp.get("path", ""), [mpath.parent] + search_dirs)
             if path is None:
                 continue
             if inp.get("sha256") and path.is_file() and path.suffix == ".parquet" and sha256_file(path) != inp["sha256"]:

@@ -16,7 +16,7 @@ def command(
     pretty_name: str = typer.Option(None, "--pretty-name", help="Title of the card (default: the card file's name)."),
     license: str = typer.Option(None, "--license", help="Licence id (default: other)."),
     data_files: str = typer.Option(None, "--data-files", help="Glob of the Arrow shards where the card is published."),
-    template: str = typer.Option(None, "--template", help="Card template with $placeholders (default: data_cards/TEMPLATE.md)."),
+    template: str = typer.Option(None, "--template", help="Card template with $placeholders (default: the packaged one, data_cards/TEMPLATE.md)."),
 ) -> None:
     from ..card import CardConfig, render_card
     from ..io import write_text_atomic
