@@ -7,8 +7,8 @@ Three sources of a category, recorded in ``meta.category_source``:
 - ``rules``: structure that cannot be misread decides -- declared tools, ``<tool_call>``s
   or tool turns mean tool use; a question about the assistant's own identity, or a request
   to judge or grade answers, means steering.
-- ``model``: everything else goes to a small softmax regression over words, word pairs and
-  structural signals (code fences and code-like lines, maths notation and numbers, persona
+- ``model``: everything else goes to a small softmax regression over words, word pairs, word
+  prefixes and structural signals (code fences and code-like lines, maths notation and numbers, persona
   system prompts and "you are X" openings, output constraints). The weights ship in
   ``curation/assets/tagger.json``; ``scripts/train_tagger.py`` rebuilds them.
 
@@ -140,7 +140,17 @@ _WORD = re.compile(r"[a-z][a-z'_]*|\d+|[{}()\[\];=<>+\-*/^$\\#|`@%]")
 # Word lists, looked up in the token set (one hash per word instead of a regex scan).
 _CODE_WORDS = frozenset(
     "python javascript typescript java c++ c# rust golang sql html css bash regex function algorithm compile compiler "
-    "debug api json array string variable class method script program code query loop recursion database".split()
+    "debug api json array string variable class method script program code query loop recursion database "
+    # languages, runtimes, frameworks and tools a programmer names (general knowledge, not read off any dataset)
+    "js node npm typescript react vue angular svelte django flask fastapi laravel php ruby rails perl lua kotlin swift "
+    "scala haskell ocaml elixir clojure fortran cobol matlab vba powershell shell zsh awk sed grep regexp docker "
+    "kubernetes kubectl helm terraform ansible nginx apache linux ubuntu debian nix git github gitlab ci yaml xml csv "
+    "pandas numpy pytorch tensorflow keras sklearn jax dataframe postgres postgresql mysql sqlite mongodb redis "
+    "graphql rest endpoint http https url backend frontend css html5 dom jquery webpack vite jest pytest unittest "
+    "compiler runtime syntax exception traceback stacktrace segfault null pointer struct enum trait interface "
+    "async await thread threads mutex coroutine lambda closure iterator generator decorator refactor repo commit "
+    "gui tkinter pyqt qt android ios xcode unity godot unreal shader glsl opengl vulkan cuda gpu verilog vhdl "
+    "arduino firmware assembly bytecode wasm solidity smart-contract api's apis sdk cli bash-script cron".split()
 )
 _MATH_WORDS = frozenset(
     "solve calculate compute equation equations integral derivative probability percent percentage average mean median "
@@ -313,7 +323,10 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
         return Signals("math", f"maths words ({', '.join(found[:3])}) with numbers, no code", [])
     bigrams = [f"{a} {b}" for a, b in zip(words, words[1:])]
     opening = [f"^{w}" for w in words[:3]]
-    return Signals(None, None, flags + opening + words + bigrams)
+    # Four-letter prefixes of longer words: "cardiology" and "cardiac", "poems" and "poetry" share
+    # evidence, so a word the labelled data never showed still counts through its relatives.
+    prefixes = [f"~{w[:4]}" for w in words if len(w) > 5]
+    return Signals(None, None, flags + opening + words + bigrams + prefixes)
 
 
 # ----------------------------------------------------------------------------- the model

@@ -59,14 +59,16 @@ def scores(gold: list[str], pred: list[str]) -> dict:
     return {"per_category": per, "macro_f1": macro, "accuracy": acc, "rows": len(gold)}
 
 
-def evaluate(data: Path) -> tuple[list[dict], list[str], list[str], list[str]]:
-    """Rows, gold, predictions and source names over all held-out folds."""
+def evaluate(data: Path, sets: set[str] | None = None) -> tuple[list[dict], list[str], list[str], list[str]]:
+    """Rows, gold, predictions and source names over all held-out folds (``sets``: labelling rounds scored)."""
     rows, gold, pred, origin = [], [], [], []
-    labels = read_labels()
+    labels = read_labels(sets)
     for src, keyed in sorted(labels.items()):
         got, g = hand_labelled_rows(data, src, keyed)
         t0 = time.time()
-        fold_rows, fold_labels, _ = training_rows(data, exclude_sources={src}, exclude_keys={prompt_key(r["messages"]) for r in got})
+        # The whole source is held out (every labelling round of it), plus its prompts wherever else they appear.
+        everything, _ = hand_labelled_rows(data, src, read_labels()[src])
+        fold_rows, fold_labels, _ = training_rows(data, exclude_sources={src}, exclude_keys={prompt_key(r["messages"]) for r in everything})
         tagger = fit(fold_rows, fold_labels)
         p = [c for c, _, _ in classify([r["messages"] for r in got], tagger=tagger)]
         print(f"fold {src}: {len(got)} rows, accuracy {sum(a == b for a, b in zip(g, p)) / len(g):.3f} ({time.time() - t0:.0f}s)", file=sys.stderr)
@@ -84,8 +86,9 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--json", type=Path, default=None, help="Also write the figures here.")
     ap.add_argument("--errors", type=int, default=0, help="Print this many misclassified prompts.")
+    ap.add_argument("--sets", default=None, help="Score only these labelling rounds (comma-separated `set` values, e.g. hand).")
     args = ap.parse_args()
-    rows, gold, pred, origin = evaluate(args.data)
+    rows, gold, pred, origin = evaluate(args.data, set(args.sets.split(",")) if args.sets else None)
     s = scores(gold, pred)
     print(f"held-out rows: {s['rows']}  accuracy {s['accuracy']:.3f}  macro-F1 {s['macro_f1']:.3f}")
     print("| category | precision | recall | F1 | support |\n|---|---|---|---|---|")

@@ -58,12 +58,12 @@ def prompt_key(messages: list[dict]) -> str:
     return xxhash.xxh3_64_hexdigest(first.strip().encode("utf-8"))
 
 
-def read_labels() -> dict[str, dict[str, str]]:
-    """Hand labels: source -> {prompt key: category}."""
+def read_labels(sets: set[str] | None = None) -> dict[str, dict[str, str]]:
+    """Hand labels: source -> {prompt key: category}, optionally only from some labelling rounds (``set`` column)."""
     out: dict[str, dict[str, str]] = {}
     with open(LABELS, encoding="utf-8") as f:
         for row in csv.reader((line for line in f if not line.startswith("#")), delimiter="\t"):
-            if row:
+            if row and (sets is None or row[0] in sets):
                 assert row[3] in CATEGORIES, row
                 out.setdefault(row[1], {})[row[2]] = row[3]
     return out
