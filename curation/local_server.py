@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -61,6 +62,34 @@ def _answers(url: str) -> bool:
             return resp.status == 200
     except (urllib.error.URLError, OSError):
         return False
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: on Linux, ask for SIGTERM when the parent dies, so a
+    SIGKILLed run leaves no orphan server holding a core and 400 MB."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+@contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """SIGTERM raises SystemExit while the server runs, so the ``finally`` that stops it runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _exit(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, _exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _stop(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
@@ -117,7 +146,10 @@ def local_server(
     with tempfile.TemporaryDirectory(prefix="curation-llama-") as tmp:
         log = Path(tmp) / "server.log"
         with open(log, "wb") as log_fh:
-            proc = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                cmd, stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            )
         try:
             deadline = time.monotonic() + startup_timeout_s
             while not _answers(f"{base_url}/models"):
@@ -132,6 +164,7 @@ def local_server(
                         f"its last output:\n{_tail(log)}"
                     )
                 time.sleep(0.2)
-            yield base_url
+            with _sigterm_as_exit():
+                yield base_url
         finally:
             _stop(proc)

@@ -395,6 +395,38 @@ def test_local_server_failure_names_the_server_output(tmp_path):
     assert "exited with code" in str(err.value) and "its last output" in str(err.value)
 
 
+def _llama_children(parent_pid: int) -> list[int]:
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == parent_pid and b"llama_cpp.server" in cmdline:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc and PR_SET_PDEATHSIG")
+def test_a_killed_run_leaves_no_llama_cpp_server_behind(tmp_path):
+    src = tmp_path / "in.parquet"
+    write_table(seed_table([f"Write a long essay about topic {i}." for i in range(20)]), src)
+    proc = subprocess.Popen(CURATE + ["respond", str(src), "--out", str(tmp_path / "o.parquet"), "--endpoint", "local"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, servers = time.monotonic() + 60, []
+    while not servers and time.monotonic() < deadline:
+        servers = _llama_children(proc.pid)
+        time.sleep(0.1)
+    assert servers, "the local server did not start"
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 20
+    while Path(f"/proc/{servers[0]}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{servers[0]}").exists() or "Z" in Path(f"/proc/{servers[0]}/stat").read_text().split()[2]
+
+
 def test_end_to_end_with_the_embedded_llama_cpp_server(tmp_path):
     """Real model, real server: 2 seeds, 1 round of evolution, then 2-turn replies."""
     seeds = tmp_path / "seeds.parquet"
