@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from .client import Endpoint, EndpointConfig
 from .errors import CurationError
@@ -112,12 +112,3 @@ def journal_path(out: str | os.PathLike) -> Path:
     return p.with_name(p.stem + ".journal.jsonl")
 
 
-def merge_flags(config: M, flags: dict) -> M:
-    """The recipe's config with the CLI flags that were given laid over it, validated again."""
-    try:
-        return type(config).model_validate({**config.model_dump(), **{k: v for k, v in flags.items() if v is not None}})
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"--{'-'.join(str(x) for x in e['loc']).replace('_', '-')}: {e['msg']}" for e in exc.errors()
-        )
-        raise CurationError(problems) from None

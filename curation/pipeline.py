@@ -182,21 +182,11 @@ def _ingest_step(recipe: Recipe, run_dir: Path, settings: dict) -> Step:
     out, rej = run_dir / OUTPUTS["ingest"], run_dir / "ingest.rejects.parquet"
 
     def execute() -> None:
-        from .ingest import IngestConfig, ingest_many
-        from .io import write_table
-        from .manifest import Manifest
+        from .commands.ingest import execute as ingest_execute
+        from .ingest import IngestConfig
 
         jobs = [([Path(s.path)], IngestConfig(format=s.format, source=s.source, category=s.category)) for s in recipe.sources]
-        result = ingest_many(jobs)
-        manifest = Manifest("ingest", settings, list(result.stats["files"]))
-        write_table(result.kept, out)
-        write_table(result.rejected, rej)
-        manifest.outputs = [str(out), str(rej)]
-        manifest.rows_in = result.kept.num_rows + result.rejected.num_rows
-        manifest.rows_out = result.kept.num_rows
-        manifest.count_rejects(result.rejected_by_reason().elements())
-        manifest.stats = result.stats
-        manifest.write(out)
+        ingest_execute(jobs, out, rej, settings)
 
     return Step("ingest", [Path(s.path) for s in recipe.sources], out, rej, settings, execute)
 

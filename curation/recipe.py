@@ -70,3 +70,21 @@ def load_stage_config(path: str | Path | None, section: str, model: type[M]) -> 
         return model.model_validate(data)
     except ValidationError as exc:
         raise CurationError(validation_message(path, exc, section)) from None
+
+
+def merge_flags(config: M, flags: dict) -> M:
+    """``config`` with the CLI flags that were given (not None) laid over it, validated again;
+    a bad flag value is one line naming the flag."""
+    given = {k: v for k, v in flags.items() if v is not None}
+    if not given:
+        return config
+    try:
+        return type(config).model_validate({**config.model_dump(), **given})
+    except ValidationError as exc:
+        problems = "; ".join(f"--{'-'.join(str(x) for x in e['loc']).replace('_', '-')}: {e['msg']}" for e in exc.errors())
+        raise CurationError(problems) from None
+
+
+def stage_config(path: str | Path | None, section: str, model: type[M], **flags) -> M:
+    """What a command runs with: the recipe's ``section`` (or defaults), then its flags."""
+    return merge_flags(load_stage_config(path, section, model), flags)

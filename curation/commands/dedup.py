@@ -26,27 +26,14 @@ def command(
     seed: int = typer.Option(None, "--seed", help="Seed of the MinHash permutations. (default 1)"),
     batch_rows: int = typer.Option(None, "--batch-rows", help="Rows sketched at a time. (default 4096)"),
 ) -> None:
-    from pydantic import ValidationError
-
     from ..console import print_counts
     from ..dedup import DedupConfig, dedup_table
-    from ..errors import CurationError
-    from ..recipe import load_stage_config
+    from ..recipe import stage_config
     from ..stage import default_rejects_path, run_table_stage
 
-    base = load_stage_config(config, NAME, DedupConfig)
-    flags = {
-        "key": key, "threshold": threshold, "num_perm": num_perm, "ngram": ngram, "near": near, "seed": seed,
-        "batch_rows": batch_rows, "exact_margin": exact_margin,
-        "false_positive_weight": false_positive_weight, "false_negative_weight": false_negative_weight,
-    }
-    if priority is not None:
-        flags["priority"] = [p.strip() for p in priority.split(",") if p.strip()]
-    try:
-        cfg = DedupConfig.model_validate({**base.model_dump(), **{k: v for k, v in flags.items() if v is not None}})
-    except ValidationError as exc:
-        problems = "; ".join(f"--{'-'.join(str(x) for x in e['loc']).replace('_', '-')}: {e['msg']}" for e in exc.errors())
-        raise CurationError(problems) from None
+    names = [p.strip() for p in priority.split(",") if p.strip()] if priority is not None else None
+    cfg = stage_config(config, NAME, DedupConfig, key=key, threshold=threshold, num_perm=num_perm, ngram=ngram,
+                       near=near, seed=seed, batch_rows=batch_rows, priority=names)
 
     rejects = rejects or default_rejects_path(out)
     args = {"src": str(src), "out": str(out), "rejects": str(rejects), "config": str(config) if config else None, **cfg.model_dump()}

@@ -27,11 +27,11 @@ def command(
 ) -> None:
     from ..client import EndpointConfig
     from ..console import print_counts
-    from ..endpoint import apply_flags, journal_path, merge_flags, open_endpoint
+    from ..endpoint import apply_flags, journal_path, open_endpoint
     from ..evolve import EvolveConfig, evolve_table
     from ..io import read_conversations, write_table
     from ..manifest import Manifest
-    from ..recipe import load_stage_config
+    from ..recipe import load_stage_config, merge_flags
     from ..stage import default_rejects_path
 
     flags = {"rounds": rounds, "seed": seed, "check_information_gain": check_information_gain}

@@ -17,27 +17,13 @@ def command(
     checks: str = typer.Option(None, "--checks", help="Comma-separated checks to run (default: all; see the recipe docs)."),
     refusal_threshold: float = typer.Option(None, "--refusal-threshold", help="Refusal score at or above which a reply is a refusal (default 0.5)."),
 ) -> None:
-    from pydantic import ValidationError
-
     from ..console import print_counts
-    from ..errors import CurationError
     from ..filter import FilterConfig, filter_table
-    from ..recipe import load_stage_config
+    from ..recipe import stage_config
     from ..stage import default_rejects_path, run_table_stage
 
-    cfg = load_stage_config(config, NAME, FilterConfig)
-    overrides = {}
-    if checks is not None:
-        overrides["checks"] = [c.strip() for c in checks.split(",") if c.strip()]
-    if refusal_threshold is not None:
-        overrides["refusal_threshold"] = refusal_threshold
-    if overrides:
-        try:
-            cfg = FilterConfig.model_validate({**cfg.model_dump(), **overrides})
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = "--" + str(first["loc"][0]).replace("_", "-")
-            raise CurationError(f"{where}: {first['msg']}") from None
+    split = [c.strip() for c in checks.split(",") if c.strip()] if checks is not None else None
+    cfg = stage_config(config, NAME, FilterConfig, checks=split, refusal_threshold=refusal_threshold)
     rejects = rejects or default_rejects_path(out)
     args = {"src": str(src), "out": str(out), "rejects": str(rejects), "config": str(config) if config else None, **cfg.model_dump()}
     result, manifest = run_table_stage(NAME, lambda table: filter_table(table, cfg), src, out, rejects, args)

@@ -9,6 +9,27 @@ ORDER = 10
 HELP = "Read chat data (JSONL, JSON, Parquet, saved HF datasets; ShareGPT, OpenAI, Alpaca, hh, OASST, QA, prompts) into the conversation table."
 
 
+def execute(jobs: list, out: Path, rejects: Path, settings: dict, progress=None):
+    """Ingest ``jobs`` ([(paths, IngestConfig)]) into OUT and REJECTS with OUT's manifest;
+    shared by this command and `curate run`."""
+    from ..ingest import ingest_many
+    from ..io import write_table
+    from ..manifest import Manifest
+
+    result = ingest_many(jobs, progress)
+    manifest = Manifest(NAME, settings, list(result.stats["files"]))
+    write_table(result.kept, out)
+    write_table(result.rejected, rejects)
+    manifest.outputs = [str(out), str(rejects)]
+    # OASST trees expand to several conversations, so rows in are counted after expansion.
+    manifest.rows_in = result.kept.num_rows + result.rejected.num_rows
+    manifest.rows_out = result.kept.num_rows
+    manifest.count_rejects(result.rejected_by_reason().elements())
+    manifest.stats = result.stats
+    manifest.write(out)
+    return result, manifest
+
+
 def command(
     src: list[Path] = typer.Argument(..., help="Files or folders to read (folders are read recursively)."),
     out: Path = typer.Option(..., "--out", help="Conversation Parquet to write."),
@@ -19,25 +40,14 @@ def command(
     strict: bool = typer.Option(False, "--strict", help="Stop at the first bad record with file:line instead of rejecting it."),
 ) -> None:
     from ..console import console, print_counts, progress_bar
-    from ..ingest import IngestConfig, ingest
-    from ..io import write_table
-    from ..manifest import Manifest, sha256_file
+    from ..ingest import IngestConfig
     from ..stage import default_rejects_path
 
     rejects = rejects or default_rejects_path(out)
     config = IngestConfig(format=format, source=source, category=category, strict=strict)
-    manifest = Manifest(NAME, {"src": [str(s) for s in src], "out": str(out), "rejects": str(rejects), **config.model_dump()}, [])
+    settings = {"src": [str(s) for s in src], "out": str(out), "rejects": str(rejects), **config.model_dump()}
     with progress_bar("ingest", None) as advance:
-        result = ingest(src, config, advance)
-    manifest.inputs = [{"path": p, "sha256": sha256_file(p)} for p in result.stats["files"]]
-    write_table(result.kept, out)
-    write_table(result.rejected, rejects)
-    manifest.outputs = [str(out), str(rejects)]
-    manifest.rows_in = result.kept.num_rows + result.rejected.num_rows
-    manifest.rows_out = result.kept.num_rows
-    manifest.count_rejects(result.rejected_by_reason().elements())
-    manifest.stats = result.stats
-    manifest.write(out)
+        result, manifest = execute([(list(src), config)], out, rejects, settings, advance)
     for path, s in result.stats["files"].items():
         bad = sum(s["rejected"].values())
         console.print(f"{path}: {s['format']}, {s['records']} records -> {s['conversations']} conversations, {bad} rejected", soft_wrap=True)

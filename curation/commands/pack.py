@@ -20,21 +20,14 @@ def command(
     rejects: Path = typer.Option(None, "--rejects", help="Rejects Parquet [OUT/rejects.parquet]."),
     config: Path = typer.Option(None, "--config", help="Recipe YAML; its `pack` section sets the defaults."),
 ) -> None:
-    from pydantic import ValidationError
-
     from ..console import console, print_counts
-    from ..errors import CurationError
     from ..io import read_conversations, write_json_atomic, write_table
     from ..manifest import Manifest
     from ..pack import STAGE, PackConfig, check_out_dir, pack_table, write_pack_dir
-    from ..recipe import load_stage_config, validation_message
+    from ..recipe import stage_config
 
-    base = load_stage_config(config, STAGE, PackConfig)
-    flags = {"seq_len": seq_len, "shards": shards, "tokenizer": tokenizer, "oversize": oversize, "seed": seed}
-    try:
-        cfg = PackConfig.model_validate({**base.model_dump(), **{k: v for k, v in flags.items() if v is not None}})
-    except ValidationError as exc:
-        raise CurationError(validation_message("pack options", exc)) from None
+    cfg = stage_config(config, STAGE, PackConfig, seq_len=seq_len, shards=shards, tokenizer=tokenizer,
+                       oversize=oversize, seed=seed)
     check_out_dir(out)
     rejects = rejects or out / "rejects.parquet"
     manifest = Manifest(NAME, {"src": str(src), "out": str(out), "rejects": str(rejects), **cfg.model_dump()}, [src])

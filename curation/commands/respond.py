@@ -24,9 +24,9 @@ def command(
 ) -> None:
     from ..client import EndpointConfig
     from ..console import print_counts
-    from ..endpoint import apply_flags, journal_path, merge_flags, open_endpoint
+    from ..endpoint import apply_flags, journal_path, open_endpoint
     from ..io import read_conversations
-    from ..recipe import load_stage_config
+    from ..recipe import load_stage_config, merge_flags
     from ..respond import RespondConfig, load_system_prompts, respond_table
     from ..stage import default_rejects_path, run_table_stage
 

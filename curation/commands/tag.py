@@ -23,22 +23,13 @@ def command(
     model: str = typer.Option(None, "--model", help="For --method llm: model name at the endpoint."),
     journal: Path = typer.Option(None, "--journal", help="For --method llm: request journal for resuming (default: OUT with .journal.jsonl)."),
 ) -> None:
-    from pydantic import ValidationError
-
     from ..console import print_counts
-    from ..errors import CurationError
-    from ..recipe import load_stage_config
+    from ..recipe import load_stage_config, stage_config
     from ..stage import default_rejects_path, run_table_stage
     from ..tag import TagConfig, tag_table
 
-    base = load_stage_config(config, NAME, TagConfig)
-    flags = {"method": method, "retag_declared": retag_declared, "max_chars": max_chars,
-             "llm_max_chars": llm_max_chars, "llm_temperature": llm_temperature}
-    try:
-        cfg = TagConfig.model_validate({**base.model_dump(), **{k: v for k, v in flags.items() if v is not None}})
-    except ValidationError as exc:
-        problems = "; ".join(f"--{'-'.join(str(x) for x in e['loc']).replace('_', '-')}: {e['msg']}" for e in exc.errors())
-        raise CurationError(problems) from None
+    cfg = stage_config(config, NAME, TagConfig, method=method, retag_declared=retag_declared, max_chars=max_chars,
+                       llm_max_chars=llm_max_chars, llm_temperature=llm_temperature)
 
     rejects = rejects or default_rejects_path(out)
     args = {"src": str(src), "out": str(out), "rejects": str(rejects), "config": str(config) if config else None, **cfg.model_dump()}
