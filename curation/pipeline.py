@@ -113,7 +113,7 @@ def _record(step: Step) -> None:
     if recorded is None:
         m = Manifest(step.name, step.settings, step.inputs)
         m.outputs = [str(step.output)]
-        recorded = m.to_dict()
+        recorded = {k: v for k, v in m.to_dict().items() if not k.startswith("rows_") and k != "rejected_by_reason"}
     recorded["run_settings_hash"] = step.settings_hash()
     write_json_atomic(step.manifest, recorded)
 
