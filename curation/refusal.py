@@ -62,7 +62,7 @@ _CUES: list[tuple[str, float, str]] = [
     # Vendor self-identification.
     ("vendor", 0.8, r"\b(?:(?:developed|created|trained|made|built) by (?:OpenAI|Anthropic|Google|Meta|Microsoft|Alibaba|Mistral)|I(?:'m| am|’m) (?:ChatGPT|Claude|Bard|Gemini|LLaMA|Llama|GPT-\d|Qwen|an OpenAI))"),
     # Closing redirect typical of full refusals.
-    ("redirect", 0.4, r"\b(?:(?:Can|May|Is there (?:anything|something)) (?:I|else I can) (?:help|assist) you with (?:something|anything)? ?else|(?:If you have|feel free to ask) (?:any )?(?:other|another|different) (?:questions?|requests?|topics?)|Instead,? (?:I (?:can|could|suggest|recommend|would)|(?:you|we) (?:could|can|might|should)|(?:let's|let me|perhaps|consider|why not|how about)))"),
+    ("redirect", 0.4, r"\b(?:(?:Can|May|Is there (?:anything|something)) (?:I|else I can) (?:help|assist) you with (?:something|anything)? ?else|(?:If you have|feel free to ask) (?:any )?(?:other|another|different) (?:questions?|requests?|topics?)|Instead(?: of [^.!?\n]{3,80}?)?,? (?:I (?:can|could|suggest|recommend|would)|(?:you|we) (?:could|can|might|should)|(?:let's|let me|perhaps|consider|why not|how about)|it(?:'s| is) (?:important|crucial|essential|better) to))"),
 ]
 
 # Per cue, lowercase words one of which must occur for the pattern to match at all: a
@@ -228,6 +228,9 @@ def refusal_score(text: str) -> tuple[float, list[str]]:
     opening_apology = (best_by_family.get("apology", 0.0) >= 0.35 or best_by_family.get("caveat", 0.0) >= 0.3) and (
         best_by_family.get("moralising", 0.0) >= 0.3 or "redirect" in best_by_family
     )
+    # Condemning the request in the first sentence, then steering elsewhere, refuses without
+    # saying "I can't" ("X is illegal and morally reprehensible. Instead of X, report ...").
+    opening_apology = opening_apology or (best_by_family.get("moralising", 0.0) >= 0.45 and "redirect" in best_by_family)
     if not has_refusal and not opening_apology and not (
         {"ai_self_reference", "policy", "vendor", "disclaimer"} & best_by_family.keys()
     ):
