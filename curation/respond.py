@@ -211,12 +211,9 @@ def _add_usage(total: dict, usage: dict) -> None:
             total[key] = total.get(key, 0) + value
 
 
-def _assistant_step(active: list[_Row], cfg, endpoint, journal, progress, usage) -> None:
-    requests = []
-    for r in active:
-        key = f"{r.row['id']}:respond:{len(r.messages)}"
-        params = {"temperature": cfg.temperature, "max_tokens": cfg.reply_tokens(endpoint), "seed": request_seed(cfg.seed, key)}
-        requests.append(ChatRequest(key, api_messages(r.messages), params))
+def _answered(active: list[_Row], requests: list, endpoint, journal, progress, usage: dict):
+    """Send one request per active row; a row whose request failed after retries stops with
+    `generation_failed`; yield (row, response, turn index) for the others."""
     responses, used = chat_many(requests, endpoint, journal=journal, progress=progress)
     _add_usage(usage, used)
     for r, resp in zip(active, responses):
@@ -224,6 +221,16 @@ def _assistant_step(active: list[_Row], cfg, endpoint, journal, progress, usage)
         if resp.error:
             r.failure, r.active = ("generation_failed", f"turn {turn} ({resp.key}): {resp.error}"), False
             continue
+        yield r, resp, turn
+
+
+def _assistant_step(active: list[_Row], cfg, endpoint, journal, progress, usage) -> None:
+    requests = []
+    for r in active:
+        key = f"{r.row['id']}:respond:{len(r.messages)}"
+        params = {"temperature": cfg.temperature, "max_tokens": cfg.reply_tokens(endpoint), "seed": request_seed(cfg.seed, key)}
+        requests.append(ChatRequest(key, api_messages(r.messages), params))
+    for r, resp, turn in _answered(active, requests, endpoint, journal, progress, usage):
         text = (resp.text or "").strip()
         if not text:
             r.failure, r.active = ("empty_reply", f"turn {turn} ({resp.key}): the model returned no text"), False
@@ -244,13 +251,7 @@ def _user_step(active: list[_Row], cfg, endpoint, journal, progress, usage, stat
         prompt = fill(load_prompt("follow_up"), transcript=transcript(r.messages, cfg.transcript_chars))
         params = {"temperature": cfg.temperature, "max_tokens": cfg.max_follow_up_tokens, "seed": request_seed(cfg.seed, key)}
         requests.append(ChatRequest(key, [{"role": "user", "content": prompt}], params))
-    responses, used = chat_many(requests, endpoint, journal=journal, progress=progress)
-    _add_usage(usage, used)
-    for r, resp in zip(active, responses):
-        turn = len(r.messages)
-        if resp.error:
-            r.failure, r.active = ("generation_failed", f"turn {turn} ({resp.key}): {resp.error}"), False
-            continue
+    for r, resp, turn in _answered(active, requests, endpoint, journal, progress, usage):
         text = _follow_up_text(resp.text)
         if not text or resp.finish_reason == "length":
             # A missing or cut-off question ends the conversation early rather than spoiling it.
