@@ -131,6 +131,7 @@ def expand_sources(paths: list[Path]) -> list[tuple[Path, str]]:
         elif is_hf_dataset_dir(p):
             out.append((p, p.name))
         else:
+            found = len(out)
             for f in sorted(p.rglob("*")):
                 if is_hf_dataset_dir(f):
                     out.append((f, str(f.relative_to(p))))
@@ -138,6 +139,8 @@ def expand_sources(paths: list[Path]) -> list[tuple[Path, str]]:
                     is_hf_dataset_dir(parent) for parent in f.parents
                 ):
                     out.append((f, str(f.relative_to(p))))
+            if len(out) == found:
+                raise CurationError(f"{p}: no data files ({', '.join(DATA_SUFFIXES)}) or saved datasets in this folder")
     return out
 
 
