@@ -35,6 +35,7 @@ OPERATIONS = IN_DEPTH + IN_BREADTH
 MARKER_WORDS = (
     "#given prompt#", "#rewritten prompt#", "#created prompt#",
     "given prompt", "rewritten prompt", "created prompt",
+    "rewritten version", "rewritten instruction",  # the same scaffolding, paraphrased by small models
 )
 # Meta keys this stage writes; a child does not inherit its parent's.
 OWN_KEYS = ("root_id", "parent_id", "operation", "round", "evolve_model", "evolve_answer")
