@@ -224,6 +224,7 @@ def run_recipe(
             continue
         echo(f"[{step.name}] running -> {step.output}")
         t0 = time.time()
+        step.manifest.unlink(missing_ok=True)  # a stale manifest must not be stamped as new
         step.execute()
         _record(step)
         echo(f"[{step.name}] done in {time.time() - t0:.1f}s{_counts(step)}")
