@@ -161,20 +161,87 @@ _WRITING_WORDS = frozenset(
     "story stories poem poetry haiku limerick sonnet essay article blog post tweet slogan tagline lyrics song script email "
     "letter speech advertisement caption headline narrative novel chapter screenplay jingle rap review memoir".split()
 )
-_DOMAIN_STEMS = tuple(
-    "diagnos symptom disease clinic patient medic drug dose therap surgery cancer diabet vaccin infect virus bacteri immun "
-    "anatom physiolog pharmac toxic veterinar psychiatr neuro legal statut court lawsuit contract liabilit constitution "
-    "amendment regulat complian patent tax financ invest stock bond equit hedg portfolio inflation monetar fiscal accounting "
-    "bookkeep derivativ crypto blockchain econom gdp revenue valuation asset physics quantum relativ thermodynam electr "
-    "magnet molecul atom chemi protein enzyme gene dna rna species evolution ecolog photosynth astronom planet galax geolog "
-    "climat crystal particle wavelength entropy engineer circuit voltage torque aerodynam semiconductor mechanic bandwidth "
-    "protocol philosoph theolog historian histor linguist literar sociolog anthropolog psycholog epistemolog ethic statistic "
-    "variance regression research scientif theory theories hypothes doctrine tort plaintiff defendant jurisdiction "
-    "arter cardi syndrome lesion prognos pathogen tumor tumour insulin renal hepat pulmonar estoppel fiduciar "
-    "amortiz depreciat dividend actuar thermal kinetic catalys isotope oxidat".split()
+# Specialist vocabulary by field, written from general knowledge (word stems: a word counts when it
+# starts with one; stems under four letters count only as whole words). Each field is a feature of
+# its own and the hits are counted -- evidence for domain_expert the model weighs, not a rule.
+# Everyday words that also have a specialist sense (sentence, current, interest, cell...) are left out.
+_DOMAIN_LEXICON: dict[str, str] = {
+    "med": "diagnos symptom disease clinic patient medic drug dosage therap surgery surgical cancer tumor tumour oncolog "
+           "diabet vaccin infect virus viral bacteri immun antibod antigen anatom physiolog pharmac toxic veterinar "
+           "psychiatr neurolog neuron cardio cardiac arter syndrome lesion prognos pathogen pathol insulin renal kidney "
+           "hepat liver pulmonar respirat metabol hormone endocrin antibiot chemotherap radiolog epidemiolog dementia "
+           "alzheimer parkinson autism adhd depress schizophren bipolar ibuprofen acetaminophen placebo cholesterol "
+           "hypertens asthma allerg inflamm glucose nutrient dietar obesity prescri orthoped dermatolog ophthalm "
+           "pediatr obstetr gynecolog",
+    "law": "legal statut court lawsuit litigat liabilit constitution amendment regulat complian patent copyright "
+           "trademark tort plaintiff defendant jurisdiction estoppel fiduciar attorney lawyer judici verdict "
+           "prosecut felon misdemean contract indemn arbitrat precedent legislat gdpr hipaa subpoena testimon "
+           "custody landlord tenant eviction law laws sue",
+    "fin": "financ invest stock bond equit hedge portfolio inflation monetar fiscal accounting bookkeep derivativ "
+           "crypto blockchain econom gdp revenue valuation asset amortiz depreciat dividend actuar mortgage "
+           "liquidity recession tariff macroeconom microeconom keynes elasticit arbitrage volatil ledger audit "
+           "ebitda cashflow treasur bitcoin ethereum defi forex annuit",
+    "phys": "physics quantum relativ thermodynam electromagnet magnet electron photon neutrino particle wavelength "
+            "entropy momentum inertia gravit velocity accelerat kinetic friction oscillat frequenc optic refract "
+            "spectrum spectra radiat nuclear fission fusion plasma superconduct semiconductor voltage capacitor "
+            "inductor transistor torque aerodynam viscos astrophys cosmolog astronom galax stellar supernova",
+    "chem": "chemi molecul atom isotope ion ions ionic covalent oxidat catalys enzyme protein polymer inorganic acid "
+            "alkali ph stoichiom reagent solvent solute titrat periodic electrolys hydrocarbon alkane ester",
+    "bio": "biolog gene genes genetic genom dna rna chromosom mutation species evolution ecolog ecosystem photosynth "
+           "mitochond cell cells cellular organism microb fungi taxonom phylogen neurotransm cognit neurosci zoolog "
+           "botan mitosis meiosis ribosom crispr",
+    "eng": "engineer mechanic structural aerospace hydraul thermal turbine combustion actuator sensor tcp protocol "
+           "bandwidth latency router firmware microcontroller modulat antenna",
+    "hum": "philosoph theolog historian historiograph linguist literar sociolog anthropolog psycholog epistemolog "
+           "ontolog metaphysic ethic existential phenomenolog hermeneut semiotic kant hegel nietzsche marx "
+           "aristotle plato socrat descartes foucault postmodern colonial feudal geopolit sovereign ideolog "
+           "rhetoric morpholog phonolog",
+    "sci": "scientif research hypothes theory theories empiric experiment methodolog statistic variance regression "
+           "correlation causal bayes",
+}
+
+
+def _lexicon_index(lexicon: dict[str, str]) -> tuple[dict[str, tuple[tuple[str, str], ...]], dict[str, str]]:
+    """(four-letter prefix -> (stem, field)s) for stems of four letters or more; whole words for shorter ones."""
+    by_prefix: dict[str, list[tuple[str, str]]] = {}
+    whole: dict[str, str] = {}
+    for field, stems in lexicon.items():
+        for stem in stems.split():
+            if len(stem) < 4:
+                whole[stem] = field
+            else:
+                by_prefix.setdefault(stem[:4], []).append((stem, field))
+    return {k: tuple(v) for k, v in by_prefix.items()}, whole
+
+
+_DOMAIN_BY_PREFIX, _DOMAIN_WHOLE = _lexicon_index(_DOMAIN_LEXICON)
+
+
+def domain_fields(words: set[str]) -> list[str]:
+    """The lexicon field of every word in ``words`` that is specialist vocabulary (one entry per word)."""
+    out = []
+    for w in words:
+        field = _DOMAIN_WHOLE.get(w)
+        if field is None and len(w) >= 4:
+            for stem, f in _DOMAIN_BY_PREFIX.get(w[:4], ()):
+                if w.startswith(stem):
+                    field = f
+                    break
+        if field is not None:
+            out.append(field)
+    return out
+
+
+# A request to write something (write/compose/draft... + a kind of text): content generation's shape.
+_WRITE_VERBS = frozenset("write compose draft pen craft create generate produce come make rewrite author".split())
+_TEXT_KINDS = _WRITING_WORDS | frozenset(
+    "paragraph poems essays articles ode ballad verse verses rhyme sonnets limericks monologue dialogue dialog toast eulogy "
+    "bio biography description ad ads advert commercial pitch newsletter posts tweets caption captions slogans taglines "
+    "letters emails invitation announcement fable fairy tale tales plot synopsis scene scenes copy copywriting "
+    "press release proposal cover obituary riddle joke jokes anecdote mantra motto pun puns rap verses stanza "
+    "screenplay sketch skit teaser trailer".split()
 )
-_DOMAIN_WORDS = frozenset({"law", "laws", "sue", "cell", "cells"})
-_DOMAIN_PREFIXES = frozenset(stem[:3] for stem in _DOMAIN_STEMS)
+_EXPLAIN_OPENERS = frozenset("explain describe what how why discuss compare define summarize summarise analyze analyse outline".split())
 # A pattern only runs when one of its trigger words is in the text.
 _JUDGE_TRIGGERS = frozenset("rate grade score judge evaluate assess critique compare which scale".split())
 _OBEY_TRIGGERS = frozenset(
@@ -310,9 +377,19 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
         flags.append("§math_words")
     if head_words & _WRITING_WORDS:
         flags.append("§writing_words")
-    n_domain = sum(1 for w in head_words if w in _DOMAIN_WORDS or (w[:3] in _DOMAIN_PREFIXES and w.startswith(_DOMAIN_STEMS)))
-    if n_domain:
-        flags.append("§domain1" if n_domain == 1 else "§domain2")
+    fields = domain_fields(head_words)
+    if fields:
+        n_domain = len(fields)
+        flags.append("§domain1" if n_domain == 1 else "§domain2" if n_domain == 2 else "§domain3")
+        flags += [f"§dom_{f}" for f in set(fields)]
+        if first_words and first_words[0] in _EXPLAIN_OPENERS:
+            flags.append("§explain_domain")
+    opening_words = first_words[:4]
+    if any(w in _WRITE_VERBS for w in opening_words):
+        if any(w in _TEXT_KINDS for w in first_words[:15]):
+            flags.append("§write_request")
+        else:
+            flags.append("§write_verb")
     n_words = len(head_words)
     flags.append("§len_s" if n_words < 12 else "§len_m" if n_words < 50 else "§len_l")
 
