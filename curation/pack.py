@@ -418,7 +418,7 @@ def balance_report(shard_stats: list[dict]) -> dict:
 # ----------------------------------------------------------------------------- output
 
 
-def check_out_dir(out_dir) -> "Path":
+def check_out_dir(out_dir):
     """The output folder, refused early when it holds something other than a pack output."""
     from pathlib import Path
 
