@@ -11,11 +11,10 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -30,6 +29,7 @@ from curation.prompts import load_prompt
 from curation.respond import RespondConfig, load_system_prompts, parse_turns, respond_table
 
 sys.path.insert(0, str(Path(__file__).parent))
+from chat_server import ChatServer  # noqa: E402
 from fault_server import FaultServer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,19 +38,16 @@ LONG_SORRY = "Sorry for the wait. " + " ".join(f"word{i}" for i in range(90))
 GOOD_ANSWER = "Paris in the 1920s drew writers, painters and musicians to Montparnasse cafes and jazz clubs."
 
 
-class ScriptedServer:
-    """An OpenAI-compatible chat server whose replies come from a table: real HTTP, fixed text.
-
-    ``rewrites`` maps a parent instruction to the rewrite (a (text, finish_reason) pair);
-    ``answers`` maps an instruction to its answer; ``verdicts`` maps a rewrite to the
-    information-gain check's reply. Every request body is kept in ``bodies``.
-    """
+class ScriptedServer(ChatServer):
+    """The chat server with replies from tables: ``rewrites`` maps a parent instruction to
+    its rewrite (text or a (text, finish_reason) pair), ``answers`` an instruction to its
+    answer, ``verdicts`` a rewrite to the information-gain check's reply."""
 
     def __init__(self, rewrites: dict, answers: dict, verdicts: dict | None = None, model: str = "scripted"):
-        self.rewrites, self.answers, self.verdicts, self.model = rewrites, answers, verdicts or {}, model
-        self.bodies: list[dict] = []
+        super().__init__(self._reply, model)
+        self.rewrites, self.answers, self.verdicts = rewrites, answers, verdicts or {}
 
-    def reply(self, body: dict) -> tuple[str, str]:
+    def _reply(self, body: dict) -> tuple[str, str]:
         content = body["messages"][-1]["content"]
         if "#Given Prompt#:\n" in content:
             parent = content.split("#Given Prompt#:\n", 1)[1].split("\n\n#", 1)[0]
@@ -61,51 +58,11 @@ class ScriptedServer:
             return self.verdicts.get(rewrite, "Different"), "stop"
         return self.answers.get(content, GOOD_ANSWER), "stop"
 
-    def __enter__(self) -> "ScriptedServer":
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def log_message(self, *args):  # keep the test output clean
-                pass
-
-            def _send(self, payload: dict) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self):
-                self._send({"object": "list", "data": [{"id": server.model, "object": "model"}]})
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.bodies.append(body)
-                text, finish = server.reply(body)
-                self._send({
-                    "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
-                    "usage": {"prompt_tokens": 10, "completion_tokens": len(text.split()), "total_tokens": 10},
-                })
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
     def endpoint(self) -> Endpoint:
         return Endpoint(self.base_url, self.model, "unused", EndpointConfig(max_retries=1, backoff_base_s=0.01))
 
 
-def seed_table(instructions: list[str], extra_rows: list[dict] = ()) -> "pa.Table":  # noqa: F821
+def seed_table(instructions: list[str], extra_rows: list[dict] = ()) -> pa.Table:
     rows = [
         {"id": f"s{i}", "messages": [{"role": "user", "content": text}], "source": "test", "category": "general"}
         for i, text in enumerate(instructions)

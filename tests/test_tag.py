@@ -5,14 +5,14 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
+from chat_server import ChatServer
+from curation.client import Endpoint, EndpointConfig
 from curation.errors import CurationError
 from curation.ingest import ingest_paths
 from curation.io import conversations_from_rows, read_conversations, write_table
@@ -157,49 +157,18 @@ def test_llm_method_needs_an_endpoint():
         tag_table(table, TagConfig(method="llm"))
 
 
-class _FakeOpenAI(BaseHTTPRequestHandler):
-    """A chat.completions server on loopback: answers "coding" when the prompt shows code."""
-
-    seen: list[dict] = []
-
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).seen.append(body)
-        text = body["messages"][-1]["content"]
-        answer = '{"category": "coding"}' if "def " in text else "not json at all"
-        payload = {
-            "id": "x", "object": "chat.completion", "created": 0, "model": body.get("model", "m"),
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13},
-        }
-        data = json.dumps(payload).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self):  # noqa: N802  (GET /v1/models)
-        data = json.dumps({"object": "list", "data": [{"id": "fake-model", "object": "model"}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+def _tagging_server() -> ChatServer:
+    """Answers "coding" when the prompt shows code, else something that is not JSON."""
+    return ChatServer(lambda body: ('{"category": "coding"}' if "def " in body["messages"][-1]["content"] else "not json at all", "stop"),
+                      model="fake-model")
 
 
 def test_llm_method_over_real_http(tmp_path, monkeypatch):
-    client = pytest.importorskip("curation.client", reason="the shared LLM client has not landed")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeOpenAI)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with _tagging_server() as server:
         monkeypatch.setenv("TAG_TEST_KEY", "sk-test")
-        endpoint = client.Endpoint(
-            base_url=f"http://127.0.0.1:{server.server_port}/v1", model="fake-model", api_key="sk-test",
-            config=client.EndpointConfig(api_key_env="TAG_TEST_KEY", max_retries=0),
+        endpoint = Endpoint(
+            base_url=server.base_url, model="fake-model", api_key="sk-test",
+            config=EndpointConfig(api_key_env="TAG_TEST_KEY", max_retries=0),
         )
         rows = [{"id": "code", "messages": [{"role": "user", "content": "def f(x): return x"}], "source": "x"},
                 {"id": "sum", "messages": [{"role": "user", "content": "What is 17 * 23?"}], "source": "x"},
@@ -210,26 +179,21 @@ def test_llm_method_over_real_http(tmp_path, monkeypatch):
         fallback = load_meta(out["sum"]["meta"])  # unusable answer: offline tagger, reason noted
         assert fallback["category_source"] in {"rules", "model"} and "tag_llm_error" in fallback
         assert out["kept"]["category"] == "roleplay"
-        assert len(_FakeOpenAI.seen) == 2  # the declared row was never sent
-        fmt = _FakeOpenAI.seen[0]["response_format"]
+        assert len(server.bodies) == 2  # the declared row was never sent
+        fmt = server.bodies[0]["response_format"]
         assert fmt["type"] == "json_schema" and fmt["json_schema"]["schema"]["properties"]["category"]["enum"] == list(CATEGORIES)
         assert result.stats["llm"]["llm_fallbacks"] == 1
-    finally:
-        server.shutdown()
 
 
 def test_cli_llm_method_with_endpoint_flag(tmp_path):
-    pytest.importorskip("curation.client", reason="the shared LLM client has not landed")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeOpenAI)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with _tagging_server() as server:
         rows = [{"id": "code", "messages": [{"role": "user", "content": "def f(x): return x"}], "source": "x"}]
         src, out = tmp_path / "in.parquet", tmp_path / "out.parquet"
         write_table(conversations_from_rows(rows), src)
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
         proc = subprocess.run(
             CURATE + ["tag", str(src), "--out", str(out), "--method", "llm",
-                      "--endpoint", f"http://127.0.0.1:{server.server_port}/v1", "--model", "fake-model"],
+                      "--endpoint", server.base_url, "--model", "fake-model"],
             capture_output=True, text=True, cwd=ROOT, env=env, timeout=120,
         )
         assert proc.returncode == 0, proc.stderr
@@ -239,5 +203,3 @@ def test_cli_llm_method_with_endpoint_flag(tmp_path):
         assert manifest["args"]["method"] == "llm" and manifest["args"]["endpoint"]["model"] == "fake-model"
         assert manifest["stats"]["by_source"] == {"llm": 1}
         assert (tmp_path / "out.journal.jsonl").exists()
-    finally:
-        server.shutdown()
