@@ -118,6 +118,48 @@ _GROUNDED = re.compile(
     r"|\bdocument \[?\d|\[doc(?:ument)? ?\d"
 )
 _CITES = re.compile(r"\bcit(?:e|ing|ation)s?\b|\[\d+\]|\[doc(?:ument)? ?\d+\]")
+# Function declarations written into a system prompt or the opening turn (OpenAI / BFCL style
+# JSON schemas, or "you have access to the following functions"): the conversation is tool use.
+_FUNCTION_DECL = re.compile(
+    r'"parameters"\s*:\s*\{|"type"\s*:\s*"function"|"(?:input_schema|json_schema|api_name)"\s*:'
+    r"|\b(?:you have access to|you can (?:use|call)|here are) the following (?:functions|tools|apis)\b"
+)
+# A prompt that opens with source code (a function stub to complete, a file to fix): coding.
+_CODE_OPENING = re.compile(
+    r"(?:def \w+\s*\(|class \w+\s*[(:{]|import [\w.]+(?: as \w+)?\s*$|from [\w.]+ import |#include\s*[<\"]|package [\w.]+;"
+    r"|using (?:namespace |system)|public (?:class|static|interface) |(?:async )?function \w+\s*\(|(?:const|let|var) \w+ = "
+    r"|<\?php|#!/|fn \w+\s*\(|func \w+\s*\(|select [\w*, .]+ from )",
+    re.MULTILINE,
+)
+# Verifiable instructions about the answer's form (IFEval-style: counts of words or keywords,
+# letter case, punctuation, wrappers, repeated requests): the point is obeying them -- steering.
+_VERIFIABLE = re.compile(
+    r"\b(?:in|of|throughout) (?:the|your) (?:entire |whole )?(?:response|reply)\b|\b(?:entire|whole) output\b"
+    r"|\b(?:the|your) (?:entire |whole )?(?:response|reply)s? (?:must|should|needs to|has to|will) (?:contain|have|include|be|end|start|begin|not|use)\b"
+    r"|\b(?:the|your) (?:entire |whole )?answer (?:must|should) (?:contain|have|include|end|start|begin|not)\b"
+    r"|\b(?:each|every) (?:\d+\w* )?(?:word|sentence|line|paragraph|bullet|letter)s? (?:of|in) (?:the|your) (?:response|answer)\b"
+    r"|\brepeat the (?:request|question|prompt)\b|\bonly output this sentence\b"
+    r"|\banswer with (?:a list of items|at least \d|at most \d|less than \d|fewer than \d|more than \d|exactly \d|one of the following options)"
+    r"|\b(?:use|include|contain) (?:at least|at most|exactly|no more than|fewer than|less than) \d+ (?:unique |different |distinct )?"
+    r"(?:words|numbers|pronouns|conjunctions|coordinating conjunctions|keywords|placeholders|bullet points|highlighted sections|times)\b"
+    r"|\bkeyword \S+ (?:once|twice|\w+ times|in the \d+)|\bthe (?:word|letter|keyword) \S+ should appear\b"
+    r"|\bin all (?:lowercase|capital|uppercase) letters\b|\bno capital letters\b|\b(?:refrain from|avoid) (?:the )?use of (?:any )?commas\b"
+    r"|\b(?:do not|don't) use any commas\b|\bwrap (?:your )?(?:entire )?(?:response|answer|output)\b"
+    r"|\bwrapped in double (?:angular brackets|quotation marks)\b|\bshould be wrapped in\b|\bpostscript starting with\b"
+    r"|\bhighlight at least \d+ sections?\b|\bmark the beginning of each section\b|\bno other words should follow\b"
+    r"|\bseparated (?:by|with) (?:the markdown divider|\d+ asterisk)|\b(?:finish|end) your (?:response|answer|reply) with (?:this|the) exact\b"
+    r"|\bwords with all capital letters\b|\bgive two different responses\b|\bno two (?:consecutive|adjacent) words\b"
+    r"|\b(?:each|every) (?:\w+ )?(?:word|sentence|line|paragraph|section|phrase|bullet)(?:'s)? (?:must|should|has to|needs to|starts|begins|ends)\b"
+    r"|\b(?:at the end|at the beginning|the start) of (?:each|every) (?:sentence|line|paragraph)\b"
+    r"|\buse only words\b|\b(?:using|with) only words\b|\bwords (?:that|which) (?:contain only|start with the letter|begin with the letter)\b"
+    r"|\balternate between words\b|\bindenting each new line\b|\bquotes within quotes\b|\buse this exact template\b"
+    r"|\bwrite the entire (?:response|answer|reply) in\b|\bthe output should not contain\b|\bin reverse order of what\b"
+    r"|\buse every standard punctuation\b|\buse an emoji at the end\b|\bcopy the span of words\b"
+)
+_VERIFIABLE_TRIGGERS = frozenset(
+    "response responses reply output answer repeat keyword letter letters lowercase capital uppercase commas wrap wrapped "
+    "postscript highlight section separated words each every only alternate template entire reverse emoji copy".split()
+)
 _CODE_LINE = re.compile(
     r"^[ \t]*(?:def |class |import |from [\w.]+ import|#include|public |private |function |const |let |var |select |insert |update |create table"
     r"|for ?\(|if ?\(|while ?\(|return\b|print\(|console\.log|<[a-z]+[ >]|\$ |sudo |pip install|npm )"
@@ -232,14 +274,67 @@ def domain_fields(words: set[str]) -> list[str]:
     return out
 
 
+# Chinese prompts: the model's vocabulary is English, so a small glossary turns the cue words of a
+# Chinese request into the English words the model already weighs (写 文章 -> write article), and the
+# word lists above fire on them. General knowledge, not read off any labelled rows.
+_CJK_GLOSSARY: dict[str, str] = {
+    "write": "写 撰写 创作 编写 起草 续写 改写 仿写 扩写 写作",
+    "design": "设计 策划",
+    "article": "文章 稿件 推文 公众号",
+    "essay": "散文 作文 随笔 论文",
+    "story": "故事 小说 童话 寓言 情节 剧情",
+    "poem": "诗 诗歌 律诗 绝句 古诗 词牌",
+    "lyrics": "歌词",
+    "script": "剧本 脚本 台词 串词 开场白 讲稿 演讲稿 解说词",
+    "review": "书评 影评 读后感 观后感 评论",
+    "ad": "广告 文案 宣传 标语 口号 广告语 品牌故事 营销",
+    "email": "邮件 信件 书信 来信 一封信",
+    "outline": "大纲 提纲",
+    "code": "代码 编程 程序 函数 算法 接口 数据库 编译 调试",
+    "python": "python",
+    "sql": "sql",
+    "calculate": "计算 求解 算出 等于多少 多少钱",
+    "equation": "方程 不等式 函数图像",
+    "probability": "概率",
+    "geometry": "几何 三角形 圆 面积 周长 体积",
+    "prove": "证明",
+    "math": "数学 算术 加法 减法 乘法 除法",
+    "roleplay": "扮演 角色扮演",
+    "pretend": "假设你是 假装你是 你现在是 请你作为",
+    "diagnosis": "诊断 症状 疾病 治疗 药物 医学 医生 患者",
+    "legal": "法律 合同 诉讼 律师 法院 法规 条款",
+    "finance": "金融 投资 股票 基金 财务 会计 经济学 税务",
+    "physics": "物理 量子 力学",
+    "chemistry": "化学 分子 化合物",
+    "biology": "生物 基因 细胞 进化",
+    "explain": "解释 说明 阐述",
+    "what": "什么 哪些 哪个",
+    "why": "为什么 为何",
+    "how": "如何 怎么 怎样",
+    "summarize": "总结 概括 摘要",
+    "translate": "翻译 译成",
+    "advice": "建议 推荐",
+    "list": "列出 列举",
+}
+_CJK_TERMS = {term: word for word, terms in _CJK_GLOSSARY.items() for term in terms.split()}
+_CJK_TERM = re.compile("|".join(sorted(map(re.escape, _CJK_TERMS), key=len, reverse=True)))
+_CJK_CHAR = re.compile(r"[\u3400-\u9fff]")
+
+
+def cjk_words(text: str) -> list[str]:
+    """English stand-ins for the glossary words of a Chinese text, in order."""
+    return [_CJK_TERMS[m.group(0)] for m in _CJK_TERM.finditer(text)]
+
+
 # A request to write something (write/compose/draft... + a kind of text): content generation's shape.
-_WRITE_VERBS = frozenset("write compose draft pen craft create generate produce come make rewrite author".split())
+_WRITE_VERBS = frozenset("write writing compose draft pen craft create generate produce come make rewrite author design prepare continue".split())
 _TEXT_KINDS = _WRITING_WORDS | frozenset(
     "paragraph poems essays articles ode ballad verse verses rhyme sonnets limericks monologue dialogue dialog toast eulogy "
     "bio biography description ad ads advert commercial pitch newsletter posts tweets caption captions slogans taglines "
     "letters emails invitation announcement fable fairy tale tales plot synopsis scene scenes copy copywriting "
     "press release proposal cover obituary riddle joke jokes anecdote mantra motto pun puns rap verses stanza "
-    "screenplay sketch skit teaser trailer".split()
+    "screenplay sketch skit teaser trailer quatrain guide narration review reviews reflection blurb lyric scripts storyline "
+    "storyboard podcast vlog broadcast brochure flyer poster profile promotional outline".split()
 )
 _EXPLAIN_OPENERS = frozenset("explain describe what how why discuss compare define summarize summarise analyze analyse outline".split())
 # A pattern only runs when one of its trigger words is in the text.
@@ -251,6 +346,11 @@ _OBEY_TRIGGERS = frozenset(
 _CONSTRAINT_TRIGGERS = frozenset(
     "words sentences characters lines bullet answer respond reply output single yes always never mention reveal include must".split()
 )
+
+
+def _write_request(words: list[str]) -> bool:
+    """A write verb with a kind of text among the next eight words ("help me write a short story")."""
+    return any(w in _WRITE_VERBS and any(k in _TEXT_KINDS for k in words[i + 1 : i + 9]) for i, w in enumerate(words))
 
 
 def is_tools_system(text: str) -> bool:
@@ -287,13 +387,27 @@ def _turn_texts(messages: list[dict], max_chars: int) -> tuple[list[str], list[s
     return system, user, assistant, tool_turn
 
 
-def _rule(sys_text: str, first_user: str, words: set[str], assistant: list[str], tool_turn: bool) -> tuple[str, str] | None:
+def _rule(
+    sys_text: str, first_user: str, words: set[str], assistant: list[str], tool_turn: bool, user_tail: str = ""
+) -> tuple[str, str] | None:
     if tool_turn:
         return "tool_use", "tool turn"
     if "<tool" in sys_text or any("<tool" in a for a in assistant[:4]):
         if _TOOL_MARKUP.search(sys_text) or any(_TOOL_MARKUP.search(a) for a in assistant[:4]):
             return "tool_use", "tool markup (<tools>/<tool_call>)"
+    declared = _FUNCTION_DECL.search(sys_text[:4000]) if sys_text else None
+    if declared is None and ("function" in first_user or "tool" in first_user or "api" in first_user):
+        declared = _FUNCTION_DECL.search(first_user[:3000])
+        if declared and declared.group(0).startswith('"') and '"description"' not in first_user:
+            declared = None  # a JSON snippet in a question is not a declaration
+    if declared:
+        return "tool_use", f"function declarations: {declared.group(0)[:80]!r}"
     opening = first_user[:1000]
+    stripped = first_user.lstrip()
+    if _CODE_OPENING.match(stripped[:200]) and (
+        stripped.split("\n", 1)[0].rstrip().endswith((":", "{", ";", ")")) or _count(_CODE_LINE, stripped[:1200], 2) >= 2
+    ):
+        return "coding", f"prompt opens with code: {stripped.splitlines()[0][:80]!r}"
     if (len(first_user) < 200 and ("you" in first_user or "你" in first_user) and _IDENTITY.search(first_user)
             and "=" not in first_user and not _PERSONA_OPENING.search(first_user)):
         return "steering", f"identity question: {first_user[:80]!r}"
@@ -316,6 +430,9 @@ def _rule(sys_text: str, first_user: str, words: set[str], assistant: list[str],
     rule = _OBEY.search(opening) if words & _OBEY_TRIGGERS else None
     if rule:
         return "steering", f"output constraint: {rule.group(0)[:80]!r}"
+    rule = _VERIFIABLE.search(opening) or (_VERIFIABLE.search(user_tail) if user_tail else None)
+    if rule:
+        return "steering", f"verifiable instruction: {rule.group(0)[:80]!r}"
     return None
 
 
@@ -329,9 +446,14 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
     first_user = user[0] if user else ""
     user_words = [_WORD.findall(u) for u in user[:3]]
     first_words = user_words[0] if user_words else []
+    n_cjk = len(_CJK_CHAR.findall(first_user[:600])) if _CJK_CHAR.search(first_user[:300]) else 0
+    if n_cjk:
+        first_words = user_words[0] = cjk_words(first_user) + first_words
     head_words = set(first_words[:120])
+    raw_first = next((m.get("content") or "" for m in messages if m.get("role") == "user"), "")
+    user_tail = raw_first[-600:].lower() if len(raw_first) > max_chars else ""
     if apply_rules:
-        ruled = _rule(sys_text, first_user, head_words, assistant, tool_turn)
+        ruled = _rule(sys_text, first_user, head_words, assistant, tool_turn, user_tail)
         if ruled:
             return Signals(ruled[0], ruled[1], [])
 
@@ -384,13 +506,11 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
         flags += [f"§dom_{f}" for f in set(fields)]
         if first_words and first_words[0] in _EXPLAIN_OPENERS:
             flags.append("§explain_domain")
-    opening_words = first_words[:4]
-    if any(w in _WRITE_VERBS for w in opening_words):
-        if any(w in _TEXT_KINDS for w in first_words[:15]):
-            flags.append("§write_request")
-        else:
-            flags.append("§write_verb")
-    n_words = len(head_words)
+    if _write_request(first_words[:40]) or (user_tail and _write_request(_WORD.findall(user_tail)[-60:])):
+        flags.append("§write_request")
+    elif any(w in _WRITE_VERBS for w in first_words[:4]):
+        flags.append("§write_verb")
+    n_words = len(head_words) + n_cjk // 2
     flags.append("§len_s" if n_words < 12 else "§len_m" if n_words < 50 else "§len_l")
 
     if apply_rules and len(first_user) < 600 and "§math_words" in flags and (n_numbers or n_math) and not (
