@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import zlib
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
@@ -171,6 +172,12 @@ _PERSONA_OPENING = re.compile(
     r"^\W*(?:you are (?:a|an|the)? ?(?!given|provided|asked|required|going)\w+|you're (?:a|an) \w+|imagine (?:you are|you're|yourself as)|pretend (?:to be|you are|you're)"
     r"|act as|i want you to act as|role-?play|let'?s role-?play|as (?:a|an) [\w -]{2,40},|take on the role|in character|stay in character|you will be)"
 )
+# A user turn that casts the assistant as a character for the conversation.
+_CAST_USER = re.compile(
+    r"\b(?:embrace|assume|take on|adopt|play|embody) the (?:role|persona|character|part) of\b|\bembody the persona\b"
+    r"|\bpretend (?:yourself )?to be\b|\bpretend (?:that )?(?:you are|you're)\b|\brole-?play\b|\bstay in character\b"
+    r"|\bi want you to act as\b|\bfrom now on,? you (?:are|will be)\b"
+)
 _PERSONA_SYSTEM = re.compile(r"\byou are (?!a (?:helpful|function-calling)|an? (?:ai|assistant))|\bcharacter\b|\brole-?play|\bpersona\b")
 _CONSTRAINT = re.compile(
     r"\b(?:in (?:exactly |at most |no more than |under |less than )?\d+ (?:words|sentences|characters|lines|bullet points)"
@@ -257,6 +264,7 @@ def _lexicon_index(lexicon: dict[str, str]) -> tuple[dict[str, tuple[tuple[str, 
 
 
 _DOMAIN_BY_PREFIX, _DOMAIN_WHOLE = _lexicon_index(_DOMAIN_LEXICON)
+_SCIENCE_FIELDS = frozenset({"med", "phys", "chem", "bio", "eng"})
 
 
 def domain_fields(words: set[str]) -> list[str]:
@@ -424,6 +432,9 @@ def _rule(
         rule = _OBEY.search(head) or _SYSTEM_RULE.search(head)
         if rule:
             return "steering", f"system prompt constraint: {rule.group(0)[:80]!r}"
+    cast = _CAST_USER.search(opening[:300])
+    if cast:
+        return "roleplay", f"the user casts a character: {cast.group(0)[:80]!r}"
     context = sys_text[:3000] + "\n" + opening
     if _GROUNDED.search(context) and _CITES.search(context):
         return "tool_use", "answer grounded in supplied documents with citations"
@@ -515,6 +526,7 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
 
     if apply_rules and len(first_user) < 600 and "§math_words" in flags and (n_numbers or n_math) and not (
         "§code_words" in flags or "§user_fence" in flags or "§user_code_lines" in flags
+        or any(f in _SCIENCE_FIELDS for f in fields)  # a physics or chemistry calculation is the field's, not maths'
     ):
         found = sorted(head_words & _MATH_WORDS)
         return Signals("math", f"maths words ({', '.join(found[:3])}) with numbers, no code", [])
@@ -530,51 +542,89 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
 
 @dataclass(frozen=True)
 class Tagger:
-    """Softmax regression over token ids: score = bias + sum of the tokens' weight rows."""
+    """Softmax regression: score = bias + the tokens' weight rows + the words' mean dense score.
+
+    The dense part is a linear layer over a conversation's SIF-weighted mean word vector
+    (scripts/distill_word_vectors.py), folded into one score row per word: it lets words the
+    labelled rows never showed ("fermion") count through their meaning.
+    """
 
     categories: tuple[str, ...]
     vocab: dict[str, int]
     weights: np.ndarray  # (len(vocab), len(categories)) float32
     bias: np.ndarray  # (len(categories),) float32
     info: dict
+    dense_vocab: dict[str, int] | None = None
+    dense_scores: np.ndarray | None = None  # (len(dense_vocab), len(categories)): SIF weight x folded score
+    dense_weight: np.ndarray | None = None  # (len(dense_vocab),): SIF weight
 
     def probabilities(self, token_lists: list[list[str]]) -> np.ndarray:
-        vocab = self.vocab
-        ids: list[int] = []
-        starts = np.zeros(len(token_lists), dtype=np.int64)
-        for i, tokens in enumerate(token_lists):
-            starts[i] = len(ids)
-            ids.extend({vocab[t] for t in tokens if t in vocab})
         scores = np.tile(self.bias, (len(token_lists), 1)).astype(np.float64)
-        if ids:
-            rows = self.weights[np.asarray(ids, dtype=np.int64)].astype(np.float64)
-            counts = np.diff(np.append(starts, len(ids)))
-            nonempty = counts > 0
-            sums = np.add.reduceat(rows, starts[nonempty], axis=0)
-            scores[nonempty] += sums
+        scores += _sum_rows(self.weights, [{self.vocab[t] for t in tokens if t in self.vocab} for tokens in token_lists])
+        if self.dense_vocab is not None:
+            dv = self.dense_vocab
+            ids = [{dv[t] for t in tokens if t in dv} for tokens in token_lists]
+            total = _sum_rows(self.dense_weight[:, None], ids)
+            scores += _sum_rows(self.dense_scores, ids) / np.maximum(total, 1e-9)
         scores -= scores.max(axis=1, keepdims=True)
         exp = np.exp(scores)
         return exp / exp.sum(axis=1, keepdims=True)
 
     def to_json(self) -> dict:
-        w16 = self.weights.astype("<f2").tobytes()
-        return {
-            "format": "curation-tagger/1",
+        out = {
+            "format": "curation-tagger/2",
             "categories": list(self.categories),
             "vocab": sorted(self.vocab, key=self.vocab.get),
-            "weights_f16_b64": base64.b64encode(w16).decode("ascii"),
+            "weights_f16_b64": _b64(self.weights),
             "bias": [round(float(b), 5) for b in self.bias],
             "info": self.info,
         }
+        if self.dense_vocab is not None:  # ~150k words: compressed word list, scores as int8 with one scale per category
+            words = "\n".join(sorted(self.dense_vocab, key=self.dense_vocab.get)).encode("utf-8")
+            scale = np.maximum(np.abs(self.dense_scores).max(axis=0), 1e-12) / 127.0
+            out["dense_words_zlib_b64"] = base64.b64encode(zlib.compress(words, 9)).decode("ascii")
+            out["dense_scores_i8_b64"] = base64.b64encode(np.round(self.dense_scores / scale).astype(np.int8).tobytes()).decode("ascii")
+            out["dense_scores_scale"] = [float(x) for x in scale]
+            out["dense_weight_u8_b64"] = base64.b64encode(np.clip(np.round(self.dense_weight * 255), 1, 255).astype(np.uint8).tobytes()).decode("ascii")
+        return out
 
     @classmethod
     def from_json(cls, data: dict) -> "Tagger":
-        if data.get("format") != "curation-tagger/1":
+        if data.get("format") not in ("curation-tagger/1", "curation-tagger/2"):
             raise CurationError(f"tagger model: unknown format {data.get('format')!r}")
         cats = tuple(data["categories"])
         vocab = {t: i for i, t in enumerate(data["vocab"])}
-        w = np.frombuffer(base64.b64decode(data["weights_f16_b64"]), dtype="<f2").astype(np.float32)
-        return cls(cats, vocab, w.reshape(len(vocab), len(cats)), np.asarray(data["bias"], np.float32), data.get("info", {}))
+        dense = {}
+        if "dense_words_zlib_b64" in data:
+            words = zlib.decompress(base64.b64decode(data["dense_words_zlib_b64"])).decode("utf-8").split("\n")
+            scores = np.frombuffer(base64.b64decode(data["dense_scores_i8_b64"]), dtype=np.int8).reshape(len(words), len(cats))
+            dense = {
+                "dense_vocab": {w: i for i, w in enumerate(words)},
+                "dense_scores": scores.astype(np.float32) * np.asarray(data["dense_scores_scale"], np.float32),
+                "dense_weight": np.frombuffer(base64.b64decode(data["dense_weight_u8_b64"]), dtype=np.uint8).astype(np.float32) / 255.0,
+            }
+        weights = _unb64(data["weights_f16_b64"]).reshape(len(vocab), len(cats))
+        return cls(cats, vocab, weights, np.asarray(data["bias"], np.float32), data.get("info", {}), **dense)
+
+
+def _sum_rows(table: np.ndarray, id_sets: list[set[int]]) -> np.ndarray:
+    """Per id set, the sum of those rows of ``table`` (zeros for an empty set)."""
+    out = np.zeros((len(id_sets), table.shape[1]))
+    counts = np.fromiter((len(s) for s in id_sets), dtype=np.int64, count=len(id_sets))
+    if counts.sum():
+        ids = np.fromiter((i for s in id_sets for i in s), dtype=np.int64, count=int(counts.sum()))
+        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        nonempty = counts > 0
+        out[nonempty] = np.add.reduceat(table[ids].astype(np.float64), starts[nonempty], axis=0)
+    return out
+
+
+def _b64(a: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(a, dtype="<f2").tobytes()).decode("ascii")
+
+
+def _unb64(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype="<f2").astype(np.float32)
 
 
 @lru_cache(maxsize=1)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -50,6 +51,8 @@ SOURCE_LABELS: dict[str, str] = {
 }
 MODEL_CATEGORIES = ("general", "domain_expert", "math", "roleplay", "coding", "content_generation")
 PER_SOURCE_CAP = 400
+WORD_VECTORS = ROOT / ".cache" / "word_vectors.npz"
+DENSE_SCALE = float(os.environ.get("TAG_DENSE_SCALE", 8.0))  # mean word vectors have a per-dimension spread near 0.1
 
 
 def prompt_key(messages: list[dict]) -> str:
@@ -119,8 +122,29 @@ def build_vocab(token_lists: list[list[str]], min_df: int) -> dict[str, int]:
     return {t: i for i, t in enumerate(kept)}
 
 
-def train(token_lists, labels, vocab, categories, epochs: int, l2: float, lr: float, seed: int, verbose: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Class-balanced softmax regression on binary token features, full-batch Adam."""
+@lru_cache(maxsize=1)
+def load_word_vectors(path: Path = WORD_VECTORS) -> tuple[dict[str, int], np.ndarray, np.ndarray]:
+    """(word -> row, vectors, SIF weights) from scripts/distill_word_vectors.py."""
+    if not path.exists():
+        sys.exit(f"error: {path} is missing; run scripts/distill_word_vectors.py first (see its docstring)")
+    data = np.load(path)
+    return {str(w): i for i, w in enumerate(data["words"])}, data["vectors"].astype(np.float64), data["sif"].astype(np.float64)
+
+
+def dense_features(token_lists: list[list[str]], word_vectors) -> np.ndarray:
+    """SIF-weighted mean word vector of each row's distinct words (zeros when none is known)."""
+    index, vectors, sif = word_vectors
+    out = np.zeros((len(token_lists), vectors.shape[1]))
+    for i, tokens in enumerate(token_lists):
+        ids = np.fromiter({index[t] for t in tokens if t in index}, dtype=np.int64)
+        if len(ids):
+            out[i] = sif[ids] @ vectors[ids] / sif[ids].sum()
+    return out * DENSE_SCALE
+
+
+def train(token_lists, labels, vocab, categories, epochs: int, l2: float, lr: float, seed: int, verbose: bool = False,
+          dense: np.ndarray | None = None, l2_dense: float = float(os.environ.get("TAG_L2_DENSE", 1e-3))) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Class-balanced softmax regression on binary token features (plus dense features), full-batch Adam."""
     n, k, v = len(token_lists), len(categories), len(vocab)
     y = np.array([categories.index(c) for c in labels])
     ids, row_of = [], []
@@ -135,10 +159,12 @@ def train(token_lists, labels, vocab, categories, epochs: int, l2: float, lr: fl
     rng = np.random.default_rng(seed)
     W = rng.normal(0, 0.01, (v, k))
     b = np.zeros(k)
-    mW, vW, mb, vb = np.zeros_like(W), np.zeros_like(W), np.zeros_like(b), np.zeros_like(b)
+    D = np.zeros((dense.shape[1], k)) if dense is not None else np.zeros((0, k))
+    X = dense if dense is not None else np.zeros((n, 0))
+    moments = {name: (np.zeros_like(p), np.zeros_like(p)) for name, p in (("W", W), ("b", b), ("D", D))}
     onehot = np.eye(k)[y]
     for step in range(1, epochs + 1):
-        scores = np.zeros((n, k)) + b
+        scores = X @ D + b
         np.add.at(scores, row_of, W[ids])
         scores -= scores.max(axis=1, keepdims=True)
         p = np.exp(scores)
@@ -148,7 +174,8 @@ def train(token_lists, labels, vocab, categories, epochs: int, l2: float, lr: fl
         np.add.at(gW, ids, g[row_of])
         gW += l2 * W
         gb = g.sum(axis=0)
-        for param, grad, m, s in ((W, gW, mW, vW), (b, gb, mb, vb)):
+        gD = X.T @ g + l2_dense * D
+        for param, grad, (m, s) in ((W, gW, moments["W"]), (b, gb, moments["b"]), (D, gD, moments["D"])):
             m *= 0.9
             m += 0.1 * grad
             s *= 0.999
@@ -158,23 +185,32 @@ def train(token_lists, labels, vocab, categories, epochs: int, l2: float, lr: fl
             loss = -(np.log(p[np.arange(n), y] + 1e-12) * sample_w).sum()
             acc = (p.argmax(1) == y).mean()
             print(f"  step {step}: loss {loss:.4f}, train accuracy {acc:.3f}", file=sys.stderr)
-    return W.astype(np.float32), b.astype(np.float32)
+    return W.astype(np.float32), b.astype(np.float32), (D if dense is not None else None)
 
 
 def fit(rows: list[dict], labels: list[str], epochs: int = 200, l2: float = 3e-3, lr: float = 0.05,
-        min_df: int = 2, max_chars: int = 2000, info: dict | None = None) -> Tagger:
+        min_df: int = 2, max_chars: int = 2000, info: dict | None = None, use_dense: bool = True) -> Tagger:
     """Train on labelled rows; the model scores all eight slugs (rule-only ones never win)."""
     token_lists = featurise(rows, max_chars)
     vocab = build_vocab(token_lists, min_df)
     categories = list(CATEGORIES)
-    W, b = train(token_lists, labels, vocab, categories, epochs, l2, lr, SEED)
+    word_vectors = load_word_vectors() if use_dense else None
+    dense = dense_features(token_lists, word_vectors) if use_dense else None
+    W, b, D = train(token_lists, labels, vocab, categories, epochs, l2, lr, SEED, dense=dense)
     for c in categories:  # categories the model never saw stay out of reach
         if c not in labels:
             b[categories.index(c)] = -30.0
     keep = np.abs(W).max(axis=1) >= 0.01  # tokens with ~0 weights only cost space
     tokens = sorted(vocab, key=vocab.get)
     vocab = {t: i for i, t in enumerate(t for t, k in zip(tokens, keep) if k)}
-    return Tagger(tuple(categories), vocab, W[keep], b, info or {})
+    if D is None:
+        return Tagger(tuple(categories), vocab, W[keep], b, info or {})
+    # Fold the dense layer into one score row per word: mean(sif * E) @ D == sum(sif * (E @ D)) / sum(sif).
+    index, vectors, sif = word_vectors
+    folded = (vectors @ D) * DENSE_SCALE
+    sif = np.clip(np.round(sif * 255), 1, 255) / 255  # the precision the model file keeps
+    return Tagger(tuple(categories), vocab, W[keep], b, info or {}, dense_vocab=dict(index),
+                  dense_scores=(sif[:, None] * folded).astype(np.float32), dense_weight=sif.astype(np.float32))
 
 
 def main() -> None:
