@@ -19,6 +19,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import xxhash
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -81,13 +83,62 @@ def evaluate(data: Path, sets: set[str] | None = None) -> tuple[list[dict], list
     return rows, gold, pred, origin
 
 
+def external_rows(folder: Path) -> list[tuple[str, str, list[dict], str]]:
+    """(set name, half, messages, label) of the sets scripts/fetch_tag_evalsets.py writes.
+
+    Half: "dev" when the xxh3-64 of the prompt is even -- the rows whose errors were read while
+    building the rules -- else "test", whose errors were not read.
+    """
+    out = []
+    for f in sorted(folder.glob("*.jsonl")):
+        for line in f.read_text(encoding="utf-8").splitlines():
+            r = json.loads(line)
+            msgs = ([{"role": "system", "content": r["system"]}] if r.get("system") else []) + [{"role": "user", "content": r["prompt"]}]
+            half = "dev" if int(xxhash.xxh3_64_hexdigest(r["prompt"].strip().encode("utf-8")), 16) % 2 == 0 else "test"
+            out.append((f.stem, half, msgs, r["label"]))
+    return out
+
+
+def print_scores(title: str, gold: list[str], pred: list[str]) -> dict:
+    s = scores(gold, pred)
+    print(f"\n{title}: {s['rows']} rows  accuracy {s['accuracy']:.3f}  macro-F1 {s['macro_f1']:.3f}")
+    print("| category | precision | recall | F1 | support |\n|---|---|---|---|---|")
+    for c, v in s["per_category"].items():
+        print(f"| {c} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |")
+    return s
+
+
+def evaluate_external(folder: Path) -> dict:
+    """The shipped model on the fetched sets: no row of them is in its training data."""
+    rows = external_rows(folder)
+    if not rows:
+        sys.exit(f"error: no *.jsonl in {folder}; run scripts/fetch_tag_evalsets.py first")
+    pred = [c for c, _, _ in classify([m for _, _, m, _ in rows])]
+    print("per set: accuracy (rows)")
+    for name in sorted({r[0] for r in rows}):
+        idx = [i for i, r in enumerate(rows) if r[0] == name]
+        print(f"  {name}: {sum(rows[i][3] == pred[i] for i in idx) / len(idx):.3f} ({len(idx)})")
+    out = {}
+    for half in ("dev", "test", None):
+        idx = [i for i, r in enumerate(rows) if half is None or r[1] == half]
+        out[half or "all"] = print_scores(f"external, {half or 'all'} rows", [rows[i][3] for i in idx], [pred[i] for i in idx])
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--json", type=Path, default=None, help="Also write the figures here.")
     ap.add_argument("--errors", type=int, default=0, help="Print this many misclassified prompts.")
     ap.add_argument("--sets", default=None, help="Score only these labelling rounds (comma-separated `set` values, e.g. hand).")
+    ap.add_argument("--external", type=Path, nargs="?", const=ROOT / ".cache" / "tag_evalsets", default=None,
+                    help="Score the shipped model on the sets of scripts/fetch_tag_evalsets.py instead (default folder .cache/tag_evalsets).")
     args = ap.parse_args()
+    if args.external:
+        result = evaluate_external(args.external)
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
+        return
     rows, gold, pred, origin = evaluate(args.data, set(args.sets.split(",")) if args.sets else None)
     s = scores(gold, pred)
     print(f"held-out rows: {s['rows']}  accuracy {s['accuracy']:.3f}  macro-F1 {s['macro_f1']:.3f}")
