@@ -80,13 +80,14 @@ _IDENTITY = re.compile(
     r"|what model are you|which (?:company|model) (?:made|are) you|what are you thinking"
     r"|(?:remember|recall) (?:from )?(?:our|your|the) (?:last|previous) (?:chat|conversation)|a (?:perfect|good) question for you)"
     r"|你是谁|你是什么|你叫什么|你的名字|你有(?:自己的)?名字|介绍一下你自己|你自己|谁(?:开发|创造|训练|制作)了你|创造你|你是由谁"
-    r"|你的(?:身份|创作者|开发|功能|技能|特点|目标|使命|职责|定位|特长|优势)|你(?:能|可以|会)做什么|你是(?:一个)?(?:人工智能|ai|虚拟助手)"
+    r"|你的(?:身份|创作者|开发|功能|技能|特点|目标|使命|职责|定位|特长|优势|工作是|诞生|回答是否)|你(?:能|可以|会)做什么|你是(?:一个)?(?:人工智能|ai|虚拟助手)"
+    r"|你(?:身份|具备什么|有什么(?:优势|特长|能力)|为什么存在|如何描述自己|与其他助手|有创造力|如何处理用户|对用户提出的问题)|(?:开发|制作|创造)了?你|你是[^？?]{0,20}(?:chatgpt|gpt|openai|模型|机器人)"
 )
 # A reply that introduces the assistant by name: identity data, whatever the user said.
 _SELF_INTRO = re.compile(
-    r"^\W*(?:(?:hello|hi|hey)\b[^.!?]{0,30}[.!?,]?\s*)?(?:i am|i'm|i’m|my name is|you (?:may|can) (?:call|refer to) me)\s+"
+    r"^\W*(?:(?:hello|hi|hey|you're welcome|thanks?)\b[^.!?]{0,30}[.!?,]?\s*)?(?:i am|i'm|i’m|my name is|you (?:may|can) (?:call|refer to) me)\s+"
     r"(?!an?\b|the\b|not\b|sorry|unable|happy|glad|here|just|afraid|so\b|very\b|really\b|always\b)\S+[^.!?]{0,60}\b(?:ai|assistant|language model|chatbot)\b"
-    r"|^.{0,20}我是[^。.]{0,40}(?:助手|ai|人工智能|模型)"
+    r"|^.{0,20}我是[^。.]{0,40}(?:助手|ai|人工智能|模型)|^.{0,30}(?:我是|我叫|这里是|我的名字是|作为)\s*(?:\{\{name\}\}|[a-z][\w-]*[^。]{0,30}(?:助手|人工智能|模型|开发|训练))"
 )
 _JUDGE = re.compile(
     r"\b(?:rate|grade|score|judge|evaluate|assess|critique|compare)\b[^.?!\n]{0,60}\b(?:response|answer|reply)s?\b"
@@ -166,6 +167,11 @@ _CODE_LINE = re.compile(
     r"|for ?\(|if ?\(|while ?\(|return\b|print\(|console\.log|<[a-z]+[ >]|\$ |sudo |pip install|npm )"
     r"|[;{}][ \t]*$|=>",
     re.MULTILINE,
+)
+# An exam-style question: three or more lettered options (A. / (B) / C) ...).
+_MCQ = re.compile(
+    r"(?:^|\n)[ \t]*\(?a[.):][ \t].*\n[ \t]*\(?b[.):][ \t].*\n[ \t]*\(?c[.):][ \t]"
+    r"|\(a\)[ \t][^\n]+?[ \t]\(b\)[ \t][^\n]+?[ \t]\(c\)[ \t]"
 )
 _MATH_NOTATION = re.compile(r"\d ?[-+*/×÷^=] ?\d|[xyz] ?[=<>^] ?\d|\\(?:frac|sqrt|int|sum)|[√π∫∑≤≥]")
 _PERSONA_OPENING = re.compile(
@@ -293,9 +299,12 @@ _CJK_GLOSSARY: dict[str, str] = {
     "story": "故事 小说 童话 寓言 情节 剧情",
     "poem": "诗 诗歌 律诗 绝句 古诗 词牌",
     "lyrics": "歌词",
-    "script": "剧本 脚本 台词 串词 开场白 讲稿 演讲稿 解说词",
+    "screenplay": "剧本 脚本 台词 串词 解说词",
+    "speech": "开场白 讲稿 演讲稿 致辞 祝酒词",
     "review": "书评 影评 读后感 观后感 评论",
-    "ad": "广告 文案 宣传 标语 口号 广告语 品牌故事 营销",
+    "ad": "广告 文案 宣传 营销",
+    "slogan": "标语 口号 广告语",
+    "letter": "祝福语 贺词 贺卡",
     "email": "邮件 信件 书信 来信 一封信",
     "outline": "大纲 提纲",
     "code": "代码 编程 程序 函数 算法 接口 数据库 编译 调试",
@@ -354,6 +363,27 @@ _OBEY_TRIGGERS = frozenset(
 _CONSTRAINT_TRIGGERS = frozenset(
     "words sentences characters lines bullet answer respond reply output single yes always never mention reveal include must".split()
 )
+
+
+# Kinds of text that make a write request content generation on its own (not "script": code;
+# not "review", "guide", "description": often a plain request).
+_CREATIVE_KINDS = frozenset(
+    "story stories poem poems poetry haiku limerick sonnet sonnets ode ballad quatrain verse verses lyrics song essay essays "
+    "article articles blog tweet tweets slogan slogans tagline taglines email emails letter speech advertisement ad advert "
+    "commercial jingle novel chapter screenplay narrative fable tale eulogy toast newsletter caption copy copywriting "
+    "monologue rap memoir".split()
+)
+_CREATE_VERBS = frozenset("write compose draft pen craft create generate produce author".split())
+
+
+def _creative_request(words: list[str]) -> str | None:
+    """'write ... <a creative kind of text>' within eight words: the verb and kind found, or None."""
+    for i, w in enumerate(words):
+        if w in _CREATE_VERBS:
+            kind = next((k for k in words[i + 1 : i + 9] if k in _CREATIVE_KINDS), None)
+            if kind:
+                return f"{w} … {kind}"
+    return None
 
 
 def _write_request(words: list[str]) -> bool:
@@ -419,7 +449,7 @@ def _rule(
     if (len(first_user) < 200 and ("you" in first_user or "你" in first_user) and _IDENTITY.search(first_user)
             and "=" not in first_user and not _PERSONA_OPENING.search(first_user)):
         return "steering", f"identity question: {first_user[:80]!r}"
-    if assistant and ("i" in assistant[0][:40] or "我" in assistant[0][:40]) and _SELF_INTRO.search(assistant[0][:200]):
+    if assistant and ("i" in assistant[0][:40] or "我" in assistant[0][:40] or "作为" in assistant[0][:40]) and _SELF_INTRO.search(assistant[0][:200]):
         return "steering", f"self-introduction: {assistant[0][:80]!r}"
     judge = _JUDGE.search(opening[:600]) if words & _JUDGE_TRIGGERS else None
     if judge:
@@ -524,12 +554,18 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
     n_words = len(head_words) + n_cjk // 2
     flags.append("§len_s" if n_words < 12 else "§len_m" if n_words < 50 else "§len_l")
 
+    if apply_rules and fields and "§code_words" not in flags and _MCQ.search(first_user):
+        return Signals("domain_expert", f"multiple-choice question with specialist words ({', '.join(sorted(set(fields)))})", [])
     if apply_rules and len(first_user) < 600 and "§math_words" in flags and (n_numbers or n_math) and not (
         "§code_words" in flags or "§user_fence" in flags or "§user_code_lines" in flags
         or any(f in _SCIENCE_FIELDS for f in fields)  # a physics or chemistry calculation is the field's, not maths'
     ):
         found = sorted(head_words & _MATH_WORDS)
         return Signals("math", f"maths words ({', '.join(found[:3])}) with numbers, no code", [])
+    if apply_rules and "§code_words" not in flags and "§user_fence" not in flags and "§user_code_lines" not in flags:
+        creative = _creative_request(first_words[:40]) or (_creative_request(_WORD.findall(user_tail)[-60:]) if user_tail else None)
+        if creative:
+            return Signals("content_generation", f"request to write: {creative!r}", [])
     bigrams = [f"{a} {b}" for a, b in zip(words, words[1:])]
     opening = [f"^{w}" for w in words[:3]]
     # Four-letter prefixes of longer words: "cardiology" and "cardiac", "poems" and "poetry" share
