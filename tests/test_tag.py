@@ -8,6 +8,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -91,6 +92,47 @@ def test_rules_read_structure():
     got = classify([tool, who, judge, obey, character, grounded])
     assert [c for c, _, _ in got] == ["tool_use", "steering", "steering", "steering", "roleplay", "tool_use"]
     assert all(source == "rules" and extra["tag_evidence"] for _, source, extra in got)
+
+
+def test_rules_read_prompts_other_datasets_write():
+    """Shapes of public benchmarks: tools in a system prompt as JSON, a code stub, IFEval-style
+    instructions, a character the user casts, an exam question, a Chinese write request."""
+    functions = json.dumps([{"name": "get_weather", "description": "Current weather", "parameters": {"type": "dict", "properties": {"city": {"type": "string"}}}}])
+    cases = {
+        "tool_use": [{"role": "system", "content": f"You have access to the following functions: {functions}"},
+                     {"role": "user", "content": "What is the area of a triangle with base 10 and height 5?"}],
+        "coding": [{"role": "user", "content": 'def triangle_area(a, h):\n    """Given length of a side and high return area for a triangle.\n    >>> triangle_area(5, 3)\n    7.5\n    """\n'}],
+        "steering": [{"role": "user", "content": "Explain photosynthesis. Your entire response should be in English, and in all lowercase letters. Do not use any commas."}],
+        "roleplay": [{"role": "user", "content": "Embrace the role of Sheldon from The Big Bang Theory. Let's begin: is hand dryer hygienic?"}],
+        "domain_expert": [{"role": "user", "content": "Which statement about the Golgi apparatus of a eukaryote is correct?\nA. It has no membrane\nB. It modifies proteins\nC. It stores DNA\nD. It makes ATP"}],
+        "content_generation": [{"role": "user", "content": "请帮我写一首关于游子思乡的歌词，要求每段四句，融入江南水乡的意境。"}],
+    }
+    got = classify(list(cases.values()))
+    assert [c for c, _, _ in got] == list(cases)
+    assert all(source == "rules" for _, source, _ in got), got
+
+
+def test_everyday_prompts_stay_with_the_model():
+    """The new rules must not take plain requests: a length hint, a word like 'response', a/b/c in prose."""
+    plain = [
+        [{"role": "user", "content": "Summarize the article below in about 100 words.\n\nThe council voted on Tuesday..."}],
+        [{"role": "user", "content": "What is a good response when someone says thank you?"}],
+        [{"role": "user", "content": "Import the contacts from my old phone, how do I do that on Android?"}],
+        [{"role": "user", "content": "Compare plans a) basic, b) plus and c) pro for a family of four."}],
+    ]
+    assert all(source == "model" for _, source, _ in classify(plain))
+
+
+def test_word_meaning_reaches_words_no_label_showed():
+    """The dense part scores words by meaning: a specialist word alone leans to domain_expert."""
+    tagger = shipped_tagger()
+    assert tagger.dense_vocab is not None and len(tagger.dense_vocab) > 100_000
+    assert tagger.dense_scores.shape == (len(tagger.dense_vocab), len(CATEGORIES))
+    k = tagger.categories.index("domain_expert")
+    def lean(word: str) -> float:
+        row = tagger.dense_scores[tagger.dense_vocab[word]] / tagger.dense_weight[tagger.dense_vocab[word]]
+        return float(row[k] - np.delete(row, k).max())
+    assert lean("parenchyma") > lean("sandwich") and lean("fermion") > lean("birthday")
 
 
 def test_declared_categories_are_kept_and_every_row_says_where_its_category_came_from(shared_data):
