@@ -50,7 +50,7 @@ SOURCE_LABELS: dict[str, str] = {
     "gpteacher/roleplay-simple-deduped-roleplay-instruct.json": "roleplay",
 }
 MODEL_CATEGORIES = ("general", "domain_expert", "math", "roleplay", "coding", "content_generation")
-PER_SOURCE_CAP = 400
+PER_SOURCE_CAP = int(os.environ.get("TAG_PER_SOURCE_CAP", 200))  # 400 and 100 measured worse (docs/tag.md)
 WORD_VECTORS = ROOT / ".cache" / "word_vectors.npz"
 DENSE_SCALE = float(os.environ.get("TAG_DENSE_SCALE", 8.0))  # mean word vectors have a per-dimension spread near 0.1
 
