@@ -158,9 +158,11 @@ _VERIFIABLE = re.compile(
     r"|\bwrite the entire (?:response|answer|reply) in\b|\bthe output should not contain\b|\bin reverse order of what\b"
     r"|\buse every standard punctuation\b|\buse an emoji at the end\b|\bcopy the span of words\b"
 )
+_VERIFIABLE_TAIL_CUES = ("respon", "answer", "repl", "output", "word", "letter", "comma", "sentence", "line", "paragraph", "section", "emoji", "quote")
 _VERIFIABLE_TRIGGERS = frozenset(
     "response responses reply output answer repeat keyword letter letters lowercase capital uppercase commas wrap wrapped "
-    "postscript highlight section separated words each every only alternate template entire reverse emoji copy".split()
+    "postscript highlight section separated words word each every only alternate template entire reverse emoji copy quotes numbers "
+    "pronouns conjunctions keywords placeholders unique times punctuation".split()
 )
 _CODE_LINE = re.compile(
     r"^[ \t]*(?:def |class |import |from [\w.]+ import|#include|public |private |function |const |let |var |select |insert |update |create table"
@@ -471,7 +473,9 @@ def _rule(
     rule = _OBEY.search(opening) if words & _OBEY_TRIGGERS else None
     if rule:
         return "steering", f"output constraint: {rule.group(0)[:80]!r}"
-    rule = _VERIFIABLE.search(opening) or (_VERIFIABLE.search(user_tail) if user_tail else None)
+    rule = _VERIFIABLE.search(opening) if words & _VERIFIABLE_TRIGGERS else None
+    if rule is None and user_tail and any(t in user_tail for t in _VERIFIABLE_TAIL_CUES):
+        rule = _VERIFIABLE.search(user_tail)
     if rule:
         return "steering", f"verifiable instruction: {rule.group(0)[:80]!r}"
     return None
