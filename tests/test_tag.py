@@ -39,7 +39,7 @@ def test_shipped_model_loads_and_is_small():
     tagger = shipped_tagger()
     assert tagger.categories == tuple(CATEGORIES)
     assert tagger.weights.shape == (len(tagger.vocab), len(CATEGORIES))
-    assert (ROOT / "curation" / "assets" / "tagger.json").stat().st_size < 3_000_000
+    assert (ROOT / "curation" / "assets" / "tagger.json").stat().st_size < 4_000_000  # ~146k words of folded scores
 
 
 @pytest.mark.parametrize(
