@@ -184,7 +184,7 @@ _PERSONA_OPENING = re.compile(
 _CAST_USER = re.compile(
     r"\b(?:embrace|assume|take on|adopt|play|embody) the (?:role|persona|character|part) of\b|\bembody the persona\b"
     r"|\bpretend (?:yourself )?to be\b|\bpretend (?:that )?(?:you are|you're)\b|\brole-?play\b|\bstay in character\b"
-    r"|\bi want you to act as\b|\bfrom now on,? you (?:are|will be)\b"
+    r"|\bfrom now on,? you (?:are|will be)\b"  # not "act as a <job>": often a coding or advice request in a costume
 )
 _PERSONA_SYSTEM = re.compile(r"\byou are (?!a (?:helpful|function-calling)|an? (?:ai|assistant))|\bcharacter\b|\brole-?play|\bpersona\b")
 _CONSTRAINT = re.compile(
