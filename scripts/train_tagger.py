@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
 import time
 from collections import Counter
@@ -50,9 +49,9 @@ SOURCE_LABELS: dict[str, str] = {
     "gpteacher/roleplay-simple-deduped-roleplay-instruct.json": "roleplay",
 }
 MODEL_CATEGORIES = ("general", "domain_expert", "math", "roleplay", "coding", "content_generation")
-PER_SOURCE_CAP = int(os.environ.get("TAG_PER_SOURCE_CAP", 200))  # 400 and 100 measured worse (docs/tag.md)
+PER_SOURCE_CAP = 200  # 400 and 100 measured worse (docs/tag.md)
 WORD_VECTORS = ROOT / ".cache" / "word_vectors.npz"
-DENSE_SCALE = float(os.environ.get("TAG_DENSE_SCALE", 8.0))  # mean word vectors have a per-dimension spread near 0.1
+DENSE_SCALE = 8.0  # mean word vectors have a per-dimension spread near 0.1
 
 
 def prompt_key(messages: list[dict]) -> str:
@@ -143,7 +142,7 @@ def dense_features(token_lists: list[list[str]], word_vectors) -> np.ndarray:
 
 
 def train(token_lists, labels, vocab, categories, epochs: int, l2: float, lr: float, seed: int, verbose: bool = False,
-          dense: np.ndarray | None = None, l2_dense: float = float(os.environ.get("TAG_L2_DENSE", 1e-3))) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+          dense: np.ndarray | None = None, l2_dense: float = 1e-3) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Class-balanced softmax regression on binary token features (plus dense features), full-batch Adam."""
     n, k, v = len(token_lists), len(categories), len(vocab)
     y = np.array([categories.index(c) for c in labels])
