@@ -182,7 +182,8 @@ _PERSONA_OPENING = re.compile(
 )
 # A user turn that casts the assistant as a character for the conversation.
 _CAST_USER = re.compile(
-    r"\b(?:embrace|assume|take on|adopt|play|embody) the (?:role|persona|character|part) of\b|\bembody the persona\b"
+    r"(?:^|[.!?:]\s+|\bplease |\byou |\bnow |\bto )(?:embrace|assume|take on|adopt|play|embody) the (?:role|persona|character|part) of\b"
+    r"|\bembody the persona\b"
     r"|\bpretend (?:yourself )?to be\b|\bpretend (?:that )?(?:you are|you're)\b|\brole-?play\b|\bstay in character\b"
     r"|\bfrom now on,? you (?:are|will be)\b"  # not "act as a <job>": often a coding or advice request in a costume
 )
