@@ -119,6 +119,7 @@ _GROUNDED = re.compile(
     r"\b(?:provided|given|following|supplied|retrieved|these|above|below) (?:documents?|passages?|sources?|context|search results)\b"
     r"|\bdocument \[?\d|\[doc(?:ument)? ?\d"
 )
+_GROUNDED_CUES = ("document", "passage", "source", "context", "search result", "[doc")
 _CITES = re.compile(r"\bcit(?:e|ing|ation)s?\b|\[\d+\]|\[doc(?:ument)? ?\d+\]")
 # Function declarations written into a system prompt or the opening turn (OpenAI / BFCL style
 # JSON schemas, or "you have access to the following functions"): the conversation is tool use.
@@ -164,12 +165,24 @@ _VERIFIABLE_TRIGGERS = frozenset(
     "postscript highlight section separated words word each every only alternate template entire reverse emoji copy quotes numbers "
     "pronouns conjunctions keywords placeholders unique times punctuation".split()
 )
-_CODE_LINE = re.compile(
-    r"^[ \t]*(?:def |class |import |from [\w.]+ import|#include|public |private |function |const |let |var |select |insert |update |create table"
+_CODE_LINE_START = re.compile(
+    r"[ \t]*(?:def |class |import |from [\w.]+ import|#include|public |private |function |const |let |var |select |insert |update |create table"
     r"|for ?\(|if ?\(|while ?\(|return\b|print\(|console\.log|<[a-z]+[ >]|\$ |sudo |pip install|npm )"
-    r"|[;{}][ \t]*$|=>",
-    re.MULTILINE,
 )
+
+
+def _code_lines(text: str, enough: int) -> int:
+    """Code-like lines in ``text`` (a code opening, a ;/{/} line end, or =>), counting no further than ``enough``.
+
+    A loop over lines with C-level string tests: a regex scanning every position of a prose
+    paragraph for line ends cost ~30 µs a call.
+    """
+    n = 0
+    for line in text.split("\n"):
+        n += (_CODE_LINE_START.match(line) is not None) + line.rstrip(" \t").endswith((";", "{", "}")) + line.count("=>")
+        if n >= enough:
+            return enough
+    return n
 # An exam-style question: three or more lettered options (A. / (B) / C) ...).
 _MCQ = re.compile(
     r"(?:^|\n)[ \t]*\(?a[.):][ \t].*\n[ \t]*\(?b[.):][ \t].*\n[ \t]*\(?c[.):][ \t]"
@@ -181,6 +194,7 @@ _PERSONA_OPENING = re.compile(
     r"|act as|i want you to act as|role-?play|let'?s role-?play|as (?:a|an) [\w -]{2,40},|take on the role|in character|stay in character|you will be)"
 )
 # A user turn that casts the assistant as a character for the conversation.
+_CAST_CUES = ("role", "persona", "pretend", "character", "from now on")
 _CAST_USER = re.compile(
     r"(?:^|[.!?:]\s+|\bplease |\byou |\bnow |\bto )(?:embrace|assume|take on|adopt|play|embody) the (?:role|persona|character|part) of\b"
     r"|\bembody the persona\b"
@@ -436,7 +450,7 @@ def _rule(
     if "<tool" in sys_text or any("<tool" in a for a in assistant[:4]):
         if _TOOL_MARKUP.search(sys_text) or any(_TOOL_MARKUP.search(a) for a in assistant[:4]):
             return "tool_use", "tool markup (<tools>/<tool_call>)"
-    declared = _FUNCTION_DECL.search(sys_text[:4000]) if sys_text else None
+    declared = _FUNCTION_DECL.search(sys_text[:4000]) if sys_text and ('"' in sys_text or "following" in sys_text) else None
     if declared is None and ("function" in first_user or "tool" in first_user or "api" in first_user):
         declared = _FUNCTION_DECL.search(first_user[:3000])
         if declared and declared.group(0).startswith('"') and '"description"' not in first_user:
@@ -446,7 +460,7 @@ def _rule(
     opening = first_user[:1000]
     stripped = first_user.lstrip()
     if _CODE_OPENING.match(stripped[:200]) and (
-        stripped.split("\n", 1)[0].rstrip().endswith((":", "{", ";", ")")) or _count(_CODE_LINE, stripped[:1200], 2) >= 2
+        stripped.split("\n", 1)[0].rstrip().endswith((":", "{", ";", ")")) or _code_lines(stripped[:1200], 2) >= 2
     ):
         return "coding", f"prompt opens with code: {stripped.splitlines()[0][:80]!r}"
     if (len(first_user) < 200 and ("you" in first_user or "你" in first_user) and _IDENTITY.search(first_user)
@@ -465,11 +479,12 @@ def _rule(
         rule = _OBEY.search(head) or _SYSTEM_RULE.search(head)
         if rule:
             return "steering", f"system prompt constraint: {rule.group(0)[:80]!r}"
-    cast = _CAST_USER.search(opening[:300])
+    head300 = opening[:300]
+    cast = _CAST_USER.search(head300) if any(c in head300 for c in _CAST_CUES) else None
     if cast:
         return "roleplay", f"the user casts a character: {cast.group(0)[:80]!r}"
     context = sys_text[:3000] + "\n" + opening
-    if _GROUNDED.search(context) and _CITES.search(context):
+    if any(c in context for c in _GROUNDED_CUES) and _GROUNDED.search(context) and _CITES.search(context):
         return "tool_use", "answer grounded in supplied documents with citations"
     rule = _OBEY.search(opening) if words & _OBEY_TRIGGERS else None
     if rule:
@@ -520,12 +535,12 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
         flags.append("§constraint")
     if "```" in user_text:
         flags.append("§user_fence")
-    n_code_lines = _count(_CODE_LINE, user_text[:1200], 3)
+    n_code_lines = _code_lines(user_text[:1200], 3)
     if n_code_lines:
         flags.append("§user_code_lines" if n_code_lines >= 3 else "§user_code_line")
     if assistant:
         reply = assistant[0][:800]
-        if "```" in reply or _count(_CODE_LINE, reply, 3) >= 3:
+        if "```" in reply or _code_lines(reply, 3) >= 3:
             flags.append("§reply_code")
         if _count(_MATH_NOTATION, reply, 3) >= 3:
             flags.append("§reply_math")
@@ -559,7 +574,7 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
     n_words = len(head_words) + n_cjk // 2
     flags.append("§len_s" if n_words < 12 else "§len_m" if n_words < 50 else "§len_l")
 
-    if apply_rules and fields and "§code_words" not in flags and _MCQ.search(first_user):
+    if apply_rules and fields and "§code_words" not in flags and ("b)" in first_user or "b." in first_user or "b:" in first_user) and _MCQ.search(first_user):
         return Signals("domain_expert", f"multiple-choice question with specialist words ({', '.join(sorted(set(fields)))})", [])
     if apply_rules and len(first_user) < 600 and "§math_words" in flags and (n_numbers or n_math) and not (
         "§code_words" in flags or "§user_fence" in flags or "§user_code_lines" in flags
