@@ -7,7 +7,9 @@ so a recipe key, a CLI flag and a manifest field are one name for one thing.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Literal
 
@@ -76,6 +78,21 @@ def load_recipe(path: str | Path) -> Recipe:
     return recipe
 
 
+@lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """sha256 of the package's code and shipped assets (tagger model, prompts, card template).
+
+    Part of every stage's skip test: after an upgrade that changes a rule or the tagger model,
+    `curate run` redoes the stages instead of keeping outputs the new code would not write.
+    Generation stages replay their journals, so a rerun sends no request twice.
+    """
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 @dataclass
 class Step:
     """One stage of a run: where it reads and writes, and how it runs."""
@@ -94,7 +111,8 @@ class Step:
         return manifest_path(self.output)
 
     def settings_hash(self) -> str:
-        return settings_hash(self.name, self.settings, [sha256_file(p) for p in self.inputs if p.exists()])
+        settings = {**self.settings, "curation_code": code_fingerprint()}
+        return settings_hash(self.name, settings, [sha256_file(p) for p in self.inputs if p.exists()])
 
     def up_to_date(self) -> bool:
         recorded = read_manifest(self.manifest)

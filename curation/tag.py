@@ -126,6 +126,7 @@ _CITES = re.compile(r"\bcit(?:e|ing|ation)s?\b|\[\d+\]|\[doc(?:ument)? ?\d+\]")
 _FUNCTION_DECL = re.compile(
     r'"parameters"\s*:\s*\{|"type"\s*:\s*"function"|"(?:input_schema|json_schema|api_name)"\s*:'
     r"|\b(?:you have access to|you can (?:use|call)|here are) the following (?:functions|tools|apis)\b"
+    r"|\btoolformer(?: access)?:|\buseful for when you (?:need|want) to\b"  # Toolformer / LangChain tool descriptions
 )
 # A prompt that opens with source code (a function stub to complete, a file to fix): coding.
 _CODE_OPENING = re.compile(

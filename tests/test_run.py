@@ -73,6 +73,19 @@ def test_changed_setting_reruns_from_that_stage(tmp_path, shared_data):
     assert ran == ["pack", "report", "card"]
 
 
+def test_new_package_code_reruns_every_stage(tmp_path, shared_data, monkeypatch):
+    """An upgrade that changes a rule or the tagger model must not leave stale outputs in place."""
+    import curation.pipeline as pipeline
+
+    recipe = _recipe(tmp_path, shared_data)
+    run_recipe(recipe, echo=lambda _: None)
+    monkeypatch.setattr(pipeline, "code_fingerprint", lambda: "a different release")
+    lines: list[str] = []
+    run_recipe(recipe, echo=lines.append)
+    ran = [line.split("]")[0].strip("[") for line in lines if "running" in line]
+    assert ran == ["ingest", "filter", "dedup", "tag", "pack", "report", "card"]
+
+
 def test_slice_runs_only_the_named_stages(tmp_path, shared_data):
     recipe = _recipe(tmp_path, shared_data)
     lines: list[str] = []

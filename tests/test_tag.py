@@ -49,6 +49,7 @@ def test_shipped_model_loads_and_is_small():
         ("llamafactory/reason_tool_use_demo_50.jsonl", "tool_use", 0.9),
         ("bfcl/BFCL_v4_simple_python.json", "tool_use", 0.99),
         ("toolbench/answer", "tool_use", 0.99),
+        ("gpteacher/toolformer-dedupe-only-dataset.json", "tool_use", 0.95),  # tools described in the prompt, called inline
         ("gsm8k/train.jsonl", "math", 0.9),
         ("codealpaca/code_alpaca_2k.json", "coding", 0.8),
         ("gpteacher/roleplay-simple-deduped-roleplay-instruct.json", "roleplay", 0.8),
