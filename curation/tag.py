@@ -184,6 +184,7 @@ def _code_lines(text: str, enough: int) -> int:
         if n >= enough:
             return enough
     return n
+_WORD_PROBLEM = re.compile(r"\bhow (?:many|much|long|far|old)\b")
 # An exam-style question: three or more lettered options (A. / (B) / C) ...).
 _MCQ = re.compile(
     r"(?:^|\n)[ \t]*\(?a[.):][ \t].*\n[ \t]*\(?b[.):][ \t].*\n[ \t]*\(?c[.):][ \t]"
@@ -490,6 +491,8 @@ def _rule(
     rule = _OBEY.search(opening) if words & _OBEY_TRIGGERS else None
     if rule:
         return "steering", f"output constraint: {rule.group(0)[:80]!r}"
+    # Also in prompts that ask for code: benchmark sets put "only output this sentence" on coding tasks; in the
+    # shared data 4 of ~40,000 prompts are coding questions the pattern takes ("words that start with the letter a").
     rule = _VERIFIABLE.search(opening) if words & _VERIFIABLE_TRIGGERS else None
     if rule is None and user_tail and any(t in user_tail for t in _VERIFIABLE_TAIL_CUES):
         rule = _VERIFIABLE.search(user_tail)
@@ -583,7 +586,8 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
     ):
         found = sorted(head_words & _MATH_WORDS)
         return Signals("math", f"maths words ({', '.join(found[:3])}) with numbers, no code", [])
-    if apply_rules and "§code_words" not in flags and "§user_fence" not in flags and "§user_code_lines" not in flags:
+    if (apply_rules and "§code_words" not in flags and "§user_fence" not in flags and "§user_code_lines" not in flags
+            and not (n_numbers >= 2 and _WORD_PROBLEM.search(first_user))):  # "she writes 5 articles every 30 minutes..."
         creative = _creative_request(first_words[:40]) or (_creative_request(_WORD.findall(user_tail)[-60:]) if user_tail else None)
         if creative:
             return Signals("content_generation", f"request to write: {creative!r}", [])

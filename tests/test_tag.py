@@ -122,6 +122,8 @@ def test_everyday_prompts_stay_with_the_model():
         [{"role": "user", "content": "Compare plans a) basic, b) plus and c) pro for a family of four."}],
     ]
     assert all(source == "model" for _, source, _ in classify(plain))
+    word_problem = [{"role": "user", "content": "Helga can write 5 articles every 30 minutes and works 4 hours a day. How many articles does she write in 3 days?"}]
+    assert classify([word_problem])[0][0] != "content_generation"
 
 
 def test_word_meaning_reaches_words_no_label_showed():
