@@ -70,7 +70,8 @@ class TagConfig(BaseModel):
 
 # Patterns run on lowercased text (cheaper than IGNORECASE) over bounded windows: the
 # opening of a turn says what it is, and the stage must tag thousands of rows a second.
-_TOOL_MARKUP = re.compile(r"<tools>|<tool_call>|<tool_response>")
+# Hermes tags, Glaive's <functioncall>, Llama 3.1's <|python_tag|>: a tool call in any of the common markups.
+_TOOL_MARKUP = re.compile(r"<tools>|<tool_call>|<tool_response>|<functioncall>|<function_call>|<\|python_tag\|>")
 _IDENTITY = re.compile(
     r"^\W*(?:(?:hi|hello|hey)\W+)?(?:who|what) (?:are|r) (?:you|u)\W*$"
     r"|\b(?:what(?:'s| is) your name|your name\?|do you have a name|who (?:made|created|built|trained|developed) you"
@@ -111,7 +112,7 @@ _SYSTEM_RULE = re.compile(
 )
 # The system prompt casts the assistant as a character.
 _CHARACTER_SYSTEM = re.compile(
-    r"\brole-?play|\bin character\b|\byou are playing\b|\byou (?:will )?play (?:the role|as)\b|\byour character\b"
+    r"\brole-?play|\bin character\b|\byou are playing\b|\byou (?:will )?play (?:the role|as)\b|\byour character\b|\{\{char\}\}|<bot>"
     r"|\b(?:you are|you're) (?!a\b|an\b|the\b|my\b|your\b|now\b|not\b|able\b|going\b|here\b)[\w' -]{2,40}, (?:a|an|the) "
 )
 # Answers grounded in supplied documents with citations (RAG).
@@ -449,7 +450,7 @@ def _rule(
 ) -> tuple[str, str] | None:
     if tool_turn:
         return "tool_use", "tool turn"
-    if "<tool" in sys_text or any("<tool" in a for a in assistant[:4]):
+    if "<tool" in sys_text or any("<tool" in a or "<function" in a or "python_tag" in a for a in assistant[:4]):
         if _TOOL_MARKUP.search(sys_text) or any(_TOOL_MARKUP.search(a) for a in assistant[:4]):
             return "tool_use", "tool markup (<tools>/<tool_call>)"
     declared = _FUNCTION_DECL.search(sys_text[:4000]) if sys_text and ('"' in sys_text or "following" in sys_text) else None

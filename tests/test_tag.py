@@ -111,6 +111,11 @@ def test_rules_read_prompts_other_datasets_write():
     got = classify(list(cases.values()))
     assert [c for c, _, _ in got] == list(cases)
     assert all(source == "rules" for _, source, _ in got), got
+    glaive = [{"role": "user", "content": "What's 15% of 80?"},
+              {"role": "assistant", "content": '<functioncall> {"name": "calculate_percentage", "arguments": {"value": 80, "percent": 15}}'}]
+    card = [{"role": "system", "content": "You are {{char}}, a grumpy dwarf blacksmith. Never speak for {{user}}."},
+            {"role": "user", "content": "I need a sword."}]
+    assert [c for c, _, _ in classify([glaive, card])] == ["tool_use", "roleplay"]
 
 
 def test_everyday_prompts_stay_with_the_model():
