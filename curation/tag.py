@@ -185,6 +185,11 @@ def _code_lines(text: str, enough: int) -> int:
         if n >= enough:
             return enough
     return n
+# Programming languages and tools by name: unlike the code word list ("rest", "class", "string"), never everyday words.
+_LANGUAGE_WORDS = frozenset(
+    "python javascript typescript java c++ c# rust golang sql html css bash php ruby kotlin swift scala haskell perl lua "
+    "vue react angular django flask fastapi node regex powershell matlab verilog vhdl".split()
+)
 _WORD_PROBLEM = re.compile(r"\bhow (?:many|much|long|far|old)\b")
 # An exam-style question: three or more lettered options (A. / (B) / C) ...).
 _MCQ = re.compile(
@@ -259,14 +264,20 @@ _DOMAIN_LEXICON: dict[str, str] = {
     "phys": "physics quantum relativ thermodynam electromagnet magnet electron photon neutrino particle wavelength "
             "entropy momentum inertia gravit velocity accelerat kinetic friction oscillat frequenc optic refract "
             "spectrum spectra radiat nuclear fission fusion plasma superconduct semiconductor voltage capacitor "
-            "inductor transistor torque aerodynam viscos astrophys cosmolog astronom galax stellar supernova",
+            "inductor transistor torque aerodynam viscos astrophys cosmolog astronom galax stellar supernova "
+            "boson fermion quark hadron lepton asteroid comet planetar exoplanet nebula redshift pulsar quasar "
+            "interferen diffract polariz dielectric impedance resistor",
     "chem": "chemi molecul atom isotope ion ions ionic covalent oxidat catalys enzyme protein polymer inorganic acid "
-            "alkali ph stoichiom reagent solvent solute titrat periodic electrolys hydrocarbon alkane ester",
+            "alkali ph stoichiom reagent solvent solute titrat periodic electrolys hydrocarbon alkane ester "
+            "molar molarity enthalpy equilibri solubil precipitat electronegativ redox isomer alkene alkyne benzene "
+            "ketone aldehyde cation anion",
     "bio": "biolog gene genes genetic genom dna rna chromosom mutation species evolution ecolog ecosystem photosynth "
            "mitochond cell cells cellular organism microb fungi taxonom phylogen neurotransm cognit neurosci zoolog "
-           "botan mitosis meiosis ribosom crispr",
+           "botan mitosis meiosis ribosom crispr eukaryot prokaryot organelle golgi allele phenotyp genotyp homozyg "
+           "heterozyg cytoplasm chloroplast xylem phloem osmosis nucleotide",
     "eng": "engineer mechanic structural aerospace hydraul thermal turbine combustion actuator sensor tcp protocol "
-           "bandwidth latency router firmware microcontroller modulat antenna",
+           "bandwidth latency router firmware microcontroller modulat antenna microprocessor amplifier kinemat "
+           "thermocouple",
     "hum": "philosoph theolog historian historiograph linguist literar sociolog anthropolog psycholog epistemolog "
            "ontolog metaphysic ethic existential phenomenolog hermeneut semiotic kant hegel nietzsche marx "
            "aristotle plato socrat descartes foucault postmodern colonial feudal geopolit sovereign ideolog "
@@ -391,7 +402,7 @@ _CREATIVE_KINDS = frozenset(
     "story stories poem poems poetry haiku limerick sonnet sonnets ode ballad quatrain verse verses lyrics song essay essays "
     "article articles blog tweet tweets slogan slogans tagline taglines email emails letter speech advertisement ad advert "
     "commercial jingle novel chapter screenplay narrative fable tale eulogy toast newsletter caption copy copywriting "
-    "monologue rap memoir".split()
+    "monologue rap memoir greeting greetings invitation announcement obituary joke jokes riddle brochure flyer".split()
 )
 _CREATE_VERBS = frozenset("write compose draft pen craft create generate produce author".split())
 
@@ -579,7 +590,7 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
     n_words = len(head_words) + n_cjk // 2
     flags.append("§len_s" if n_words < 12 else "§len_m" if n_words < 50 else "§len_l")
 
-    if apply_rules and fields and "§code_words" not in flags and ("b)" in first_user or "b." in first_user or "b:" in first_user) and _MCQ.search(first_user):
+    if apply_rules and fields and not head_words & _LANGUAGE_WORDS and ("b)" in first_user or "b." in first_user or "b:" in first_user) and _MCQ.search(first_user):
         return Signals("domain_expert", f"multiple-choice question with specialist words ({', '.join(sorted(set(fields)))})", [])
     if apply_rules and len(first_user) < 600 and "§math_words" in flags and (n_numbers or n_math) and not (
         "§code_words" in flags or "§user_fence" in flags or "§user_code_lines" in flags
