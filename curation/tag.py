@@ -402,9 +402,9 @@ _CREATIVE_KINDS = frozenset(
     "story stories poem poems poetry haiku limerick sonnet sonnets ode ballad quatrain verse verses lyrics song essay essays "
     "article articles blog tweet tweets slogan slogans tagline taglines email emails letter speech advertisement ad advert "
     "commercial jingle novel chapter screenplay narrative fable tale eulogy toast newsletter caption copy copywriting "
-    "monologue rap memoir greeting greetings invitation announcement obituary joke jokes riddle brochure flyer".split()
+    "monologue rap memoir greeting greetings invitation announcement obituary joke jokes riddle brochure flyer biography".split()
 )
-_CREATE_VERBS = frozenset("write compose draft pen craft create generate produce author".split())
+_CREATE_VERBS = frozenset("write compose draft pen craft create generate produce author design".split())
 
 
 def _creative_request(words: list[str]) -> str | None:
@@ -600,7 +600,9 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
         return Signals("math", f"maths words ({', '.join(found[:3])}) with numbers, no code", [])
     if (apply_rules and "§code_words" not in flags and "§user_fence" not in flags and "§user_code_lines" not in flags
             and not (n_numbers >= 2 and _WORD_PROBLEM.search(first_user))):  # "she writes 5 articles every 30 minutes..."
-        creative = _creative_request(first_words[:40]) or (_creative_request(_WORD.findall(user_tail)[-60:]) if user_tail else None)
+        # The request opens the prompt, or closes it after the reference material it is about.
+        creative = (_creative_request(first_words[:40]) or (len(first_words) > 40 and _creative_request(first_words[-60:]))
+                    or (_creative_request(_WORD.findall(user_tail)[-60:]) if user_tail else None))
         if creative:
             return Signals("content_generation", f"request to write: {creative!r}", [])
     bigrams = [f"{a} {b}" for a, b in zip(words, words[1:])]
