@@ -1,6 +1,11 @@
 """Measure the offline tagger on sources it never saw in training.
 
-    .venv/bin/python scripts/eval_tagger.py [--data ../shared/data] [--json out.json] [--errors N]
+    .venv/bin/python scripts/eval_tagger.py [--data ../shared/data] [--json out.json] [--errors N] [--sets hand]
+    .venv/bin/python scripts/eval_tagger.py --external [.cache/tag_evalsets]
+
+Leave-one-source-out retrains the model per fold, so it needs the word vectors of
+scripts/distill_word_vectors.py (.cache/word_vectors.npz); --external scores the shipped model
+on the sets scripts/fetch_tag_evalsets.py writes and needs neither.
 
 Leave-one-source-out: for each hand-labelled source of scripts/tag_labels.tsv, a model is
 trained (scripts/train_tagger.py's recipe) on everything except that source -- and except
