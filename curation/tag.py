@@ -201,6 +201,10 @@ _PERSONA_OPENING = re.compile(
     r"^\W*(?:you are (?:a|an|the)? ?(?!given|provided|asked|required|going)\w+|you're (?:a|an) \w+|imagine (?:you are|you're|yourself as)|pretend (?:to be|you are|you're)"
     r"|act as|i want you to act as|role-?play|let'?s role-?play|as (?:a|an) [\w -]{2,40},|take on the role|in character|stay in character|you will be)"
 )
+def _is_mcq(text: str) -> bool:
+    return ("b)" in text or "b." in text or "b:" in text) and _MCQ.search(text) is not None
+
+
 # A user turn that casts the assistant as a character for the conversation.
 _CAST_CUES = ("role", "persona", "pretend", "character", "from now on")
 _CAST_USER = re.compile(
@@ -407,19 +411,14 @@ _CREATIVE_KINDS = frozenset(
 _CREATE_VERBS = frozenset("write compose draft pen craft create generate produce author design".split())
 
 
-def _creative_request(words: list[str]) -> str | None:
-    """'write ... <a creative kind of text>' within eight words: the verb and kind found, or None."""
+def _verb_then_kind(words: list[str], verbs: frozenset[str], kinds: frozenset[str]) -> str | None:
+    """A verb followed within eight words by a kind of text ("help me write a short story"): "verb … kind", or None."""
     for i, w in enumerate(words):
-        if w in _CREATE_VERBS:
-            kind = next((k for k in words[i + 1 : i + 9] if k in _CREATIVE_KINDS), None)
+        if w in verbs:
+            kind = next((k for k in words[i + 1 : i + 9] if k in kinds), None)
             if kind:
                 return f"{w} … {kind}"
     return None
-
-
-def _write_request(words: list[str]) -> bool:
-    """A write verb with a kind of text among the next eight words ("help me write a short story")."""
-    return any(w in _WRITE_VERBS and any(k in _TEXT_KINDS for k in words[i + 1 : i + 9]) for i, w in enumerate(words))
 
 
 def is_tools_system(text: str) -> bool:
@@ -440,20 +439,24 @@ def _count(pattern: re.Pattern, text: str, enough: int) -> int:
     return sum(1 for _ in islice(pattern.finditer(text), enough))
 
 
-def _turn_texts(messages: list[dict], max_chars: int) -> tuple[list[str], list[str], list[str], bool]:
-    """Lowercased system, user and assistant texts (each clipped), and whether a tool turn exists."""
-    system, user, assistant, tool_turn = [], [], [], False
+def _turn_texts(messages: list[dict], max_chars: int) -> tuple[list[str], list[str], list[str], bool, str]:
+    """Lowercased system, user and assistant texts (each clipped), whether a tool turn exists, and the
+    last 600 characters of the first user turn when clipping cut them off (a request often closes a long prompt)."""
+    system, user, assistant, tool_turn, user_tail = [], [], [], False, ""
     for m in messages:
-        role, content = m.get("role"), (m.get("content") or "")[:max_chars].lower()
+        raw = m.get("content") or ""
+        role, content = m.get("role"), raw[:max_chars].lower()
         if role == "system":
             system.append(content)
         elif role == "user":
+            if not user and len(raw) > max_chars:
+                user_tail = raw[-600:].lower()
             user.append(content)
         elif role == "assistant":
             assistant.append(content)
         elif role == "tool":
             tool_turn = True
-    return system, user, assistant, tool_turn
+    return system, user, assistant, tool_turn, user_tail
 
 
 def _rule(
@@ -518,7 +521,7 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
 
     ``apply_rules=False`` always returns the tokens (training reads rows the rules would take).
     """
-    system, user, assistant, tool_turn = _turn_texts(messages, max_chars)
+    system, user, assistant, tool_turn, user_tail = _turn_texts(messages, max_chars)
     sys_text = "\n".join(system)
     first_user = user[0] if user else ""
     user_words = [_WORD.findall(u) for u in user[:3]]
@@ -527,8 +530,6 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
     if n_cjk:
         first_words = user_words[0] = cjk_words(first_user) + first_words
     head_words = set(first_words[:120])
-    raw_first = next((m.get("content") or "" for m in messages if m.get("role") == "user"), "")
-    user_tail = raw_first[-600:].lower() if len(raw_first) > max_chars else ""
     if apply_rules:
         ruled = _rule(sys_text, first_user, head_words, assistant, tool_turn, user_tail)
         if ruled:
@@ -583,14 +584,15 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
         flags += [f"§dom_{f}" for f in set(fields)]
         if first_words and first_words[0] in _EXPLAIN_OPENERS:
             flags.append("§explain_domain")
-    if _write_request(first_words[:40]) or (user_tail and _write_request(_WORD.findall(user_tail)[-60:])):
+    tail_words = _WORD.findall(user_tail)[-60:] if user_tail else []
+    if _verb_then_kind(first_words[:40], _WRITE_VERBS, _TEXT_KINDS) or _verb_then_kind(tail_words, _WRITE_VERBS, _TEXT_KINDS):
         flags.append("§write_request")
     elif any(w in _WRITE_VERBS for w in first_words[:4]):
         flags.append("§write_verb")
     n_words = len(head_words) + n_cjk // 2
     flags.append("§len_s" if n_words < 12 else "§len_m" if n_words < 50 else "§len_l")
 
-    if apply_rules and fields and not head_words & _LANGUAGE_WORDS and ("b)" in first_user or "b." in first_user or "b:" in first_user) and _MCQ.search(first_user):
+    if apply_rules and fields and not head_words & _LANGUAGE_WORDS and _is_mcq(first_user):
         return Signals("domain_expert", f"multiple-choice question with specialist words ({', '.join(sorted(set(fields)))})", [])
     if apply_rules and len(first_user) < 600 and "§math_words" in flags and (n_numbers or n_math) and not (
         "§code_words" in flags or "§user_fence" in flags or "§user_code_lines" in flags
@@ -601,8 +603,11 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
     if (apply_rules and "§code_words" not in flags and "§user_fence" not in flags and "§user_code_lines" not in flags
             and not (n_numbers >= 2 and _WORD_PROBLEM.search(first_user))):  # "she writes 5 articles every 30 minutes..."
         # The request opens the prompt, or closes it after the reference material it is about.
-        creative = (_creative_request(first_words[:40]) or (len(first_words) > 40 and _creative_request(first_words[-60:]))
-                    or (_creative_request(_WORD.findall(user_tail)[-60:]) if user_tail else None))
+        creative = (
+            _verb_then_kind(first_words[:40], _CREATE_VERBS, _CREATIVE_KINDS)
+            or (len(first_words) > 40 and _verb_then_kind(first_words[-60:], _CREATE_VERBS, _CREATIVE_KINDS))
+            or _verb_then_kind(tail_words, _CREATE_VERBS, _CREATIVE_KINDS)
+        )
         if creative:
             return Signals("content_generation", f"request to write: {creative!r}", [])
     bigrams = [f"{a} {b}" for a, b in zip(words, words[1:])]
