@@ -113,13 +113,20 @@ _SYSTEM_RULE = re.compile(
 # The system prompt casts the assistant as a character.
 _CHARACTER_SYSTEM = re.compile(
     r"\brole-?play|\bin character\b|\byou are playing\b|\byou (?:will )?play (?:the role|as)\b|\byour character\b|\{\{char\}\}|<bot>"
+    r"|'s persona:|^<start>|\n<start>|\{\{user\}\}|\bpersonality:"  # Pygmalion / TavernAI character cards
     r"|\b(?:you are|you're) (?!a\b|an\b|the\b|my\b|your\b|now\b|not\b|able\b|going\b|here\b)[\w' -]{2,40}, (?:a|an|the) "
 )
 # Answers grounded in supplied documents with citations (RAG).
 _GROUNDED = re.compile(
     r"\b(?:provided|given|following|supplied|retrieved|these|above|below) (?:documents?|passages?|sources?|context|search results)\b"
+    r"|\b(?:documents?|passages?|sources|context|search results) (?:below|above|provided)\b"
     r"|\bdocument \[?\d|\[doc(?:ument)? ?\d"
 )
+# A ReAct agent trace (LangChain and friends): the reply thinks, acts, and reads observations.
+_REACT_LINE = re.compile(r"^(?:thought|action|action input|observation) ?\d*:", re.MULTILINE)
+# In-character narration of an action between single asterisks ("*smiles and pours a drink*"), the
+# mark of chat role-play, opening the user's first turn or the assistant's first reply.
+_ACTION_OPENING = re.compile(r"^\s{0,3}\*[a-z][a-z' ,.-]{2,100}\*(?!\*)")
 _GROUNDED_CUES = ("document", "passage", "source", "context", "search result", "[doc")
 _CITES = re.compile(r"\bcit(?:e|ing|ation)s?\b|\[\d+\]|\[doc(?:ument)? ?\d+\]")
 # Function declarations written into a system prompt or the opening turn (OpenAI / BFCL style
@@ -214,6 +221,59 @@ _CAST_USER = re.compile(
     r"|\bfrom now on,? you (?:are|will be)\b"  # not "act as a <job>": often a coding or advice request in a costume
 )
 _PERSONA_SYSTEM = re.compile(r"\byou are (?!a (?:helpful|function-calling)|an? (?:ai|assistant))|\bcharacter\b|\brole-?play|\bpersona\b")
+# A system prompt that frames the assistant as an assistant or an expert ("You are a helpful assistant",
+# OpenOrca's "You are an AI assistant. User will you give you a task...", "You are ChatGPT...", "You are
+# an expert Python developer", Alpaca's and Vicuna's preambles) says nothing about the category: the
+# task in the user turn does. Only a system prompt that casts some other persona feeds the model.
+_ASSISTANT_ROLE = re.compile(
+    r"^\W*(?:you are|you're|i am|act as|as) (?:a |an |the |my |your )?(?:[\w,'-]+ ){0,5}?"
+    r"(?:ai|a\.i\.|assistant|chatbot|bot|language model|llm|model|expert|specialist|tutor|teacher|advisor|adviser|consultant"
+    r"|engineer|developer|programmer|coder|scientist|analyst|researcher|professor|mathematician|doctor|physician|lawyer"
+    r"|attorney|accountant|writer|copywriter|editor|translator|reviewer|grader|judge|evaluator)s?\b"
+    r"|^\W*you are (?:chatgpt|gpt|claude|gemini|llama|qwen|mistral|hermes|deepseek|phi|gemma|vicuna|alpaca)"
+)
+
+
+# Sentences of a system prompt that any assistant could carry whatever the task: who the assistant
+# is (an AI, an assistant, a named model "created by" someone), dataset preambles (Alpaca's "Below is
+# an instruction...", Vicuna's "A chat between..."), generic task framing ("User will give you a task",
+# "think step by step", "provide a detailed answer"), safety boilerplate and dates. Dropped before the
+# system-prompt rules run, so "always answer as helpfully as possible" is not an output rule and "You
+# are ChatGPT, a large language model" is not a character; what remains ("Always respond in French")
+# still counts.
+_BOILERPLATE_SENTENCE = re.compile(
+    r"^\W*(?:"
+    r"(?:you are|you're|i am|this is|meet) (?:a |an |the |my |your )?(?:[\w,'-]+ ){0,8}?(?:ai|a\.i\.|assistant|chatbot|bot"
+    r"|language model|llm|artificial intelligence|system)\b"
+    r"|you are [\w.-]+(?: [\w.-]+)?, (?:created|made|developed|trained|built) by\b"
+    r"|(?:a|the following is a|this is a|below is a) (?:chat|conversation|dialogue)\b|below is an instruction|write a response that"
+    r"|the (?:assistant|ai)(?: is| gives| provides| always| should| will| must)\b"
+    r"|(?:the )?user will (?:you )?give you|you will be given (?:a|an)\b|your (?:goal|task|job|purpose|role)(?: and drive)? is\b"
+    r"|while (?:performing|answering|doing|solving)\b|(?:let's |please )?(?:think|reason) (?:step[- ]by[- ]step|carefully|through)"
+    r"|you should think\b|(?:justify|explain) your (?:steps|answer|reasoning)|help as much as you can"
+    r"|(?:please )?(?:provide|give) (?:a |an )?(?:detailed|concise|helpful|accurate|clear|thorough|complete|short|brief)\b"
+    r"|you (?:must|should|will|might) (?:generate|provide|give|produce|need to use) (?:a |an |additional )?(?:detailed|long|concise|helpful|knowledge)\b"
+    r"|(?:always )?(?:answer|respond|assist)s? (?:as helpfully|with care)|(?:your )?(?:answers|responses|replies) should (?:not include|be)\b"
+    r"|(?:please )?ensure (?:that )?(?:your )?(?:responses|replies|answers)\b|if (?:a|the) question (?:does not|doesn't)\b"
+    r"|if you (?:don't|do not) know\b|avoid (?:harmful|unethical|prejudiced)|you always comply\b"
+    r"|(?:knowledge cutoff|cutting knowledge date|current date|today date|today's date|today is)\b"
+    r")"
+)
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def without_boilerplate(sys_text: str) -> str:
+    """A (lowercased) system prompt without the sentences any assistant could carry whatever the task."""
+    if not sys_text:
+        return sys_text
+    kept = [s for s in _SENTENCE_BREAK.split(sys_text[:3000]) if s.strip() and not _BOILERPLATE_SENTENCE.match(s)]
+    return " ".join(kept) + sys_text[3000:]
+
+
+def system_casts_persona(sys_text: str) -> bool:
+    """Whether a (lowercased) system prompt casts a persona other than an assistant or an expert."""
+    head = sys_text[:300]
+    return _PERSONA_OPENING.search(head) is not None and _ASSISTANT_ROLE.search(head) is None
 _CONSTRAINT = re.compile(
     r"\b(?:in (?:exactly |at most |no more than |under |less than )?\d+ (?:words|sentences|characters|lines|bullet points)"
     r"|(?:only|just) (?:answer|respond|reply|output)|(?:answer|respond|reply) (?:only )?(?:in|with) (?:a single|one|json|yes or no|english|french|spanish|german|chinese)"
@@ -467,6 +527,9 @@ def _rule(
     if "<tool" in sys_text or any("<tool" in a or "<function" in a or "python_tag" in a for a in assistant[:4]):
         if _TOOL_MARKUP.search(sys_text) or any(_TOOL_MARKUP.search(a) for a in assistant[:4]):
             return "tool_use", "tool markup (<tools>/<tool_call>)"
+    for a in assistant[:4]:
+        if ("action" in a and ("observation" in a or "action input" in a)) and _count(_REACT_LINE, a[:2000], 2) >= 2:
+            return "tool_use", "agent trace (thought/action/observation)"
     declared = _FUNCTION_DECL.search(sys_text[:4000]) if sys_text and ('"' in sys_text or "following" in sys_text) else None
     if declared is None and ("function" in first_user or "tool" in first_user or "api" in first_user):
         declared = _FUNCTION_DECL.search(first_user[:3000])
@@ -488,6 +551,7 @@ def _rule(
     judge = _JUDGE.search(opening[:600]) if words & _JUDGE_TRIGGERS else None
     if judge:
         return "steering", f"judging request: {judge.group(0)[:80]!r}"
+    sys_text = without_boilerplate(sys_text)
     if sys_text:
         head = sys_text[:2000]
         rule = _CHARACTER_SYSTEM.search(head)
@@ -497,6 +561,10 @@ def _rule(
         if rule:
             return "steering", f"system prompt constraint: {rule.group(0)[:80]!r}"
     head300 = opening[:300]
+    if "*" in first_user[:4] or (assistant and "*" in assistant[0][:4]):
+        action = _ACTION_OPENING.search(first_user[:200]) or (_ACTION_OPENING.search(assistant[0][:200]) if assistant else None)
+        if action:
+            return "roleplay", f"in-character action: {action.group(0).strip()[:80]!r}"
     cast = _CAST_USER.search(head300) if any(c in head300 for c in _CAST_CUES) else None
     if cast:
         return "roleplay", f"the user casts a character: {cast.group(0)[:80]!r}"
@@ -565,7 +633,8 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
     if n_math:
         flags.append("§math_notation" if n_math >= 2 else "§math_notation1")
 
-    words = _WORD.findall(sys_text) if system else []
+    sys_rest = without_boilerplate(sys_text)
+    words = _WORD.findall(sys_rest) if sys_rest and system_casts_persona(sys_rest) else []
     for w in user_words:
         words += w
     words = ["0" if w.isdigit() else w for w in words]

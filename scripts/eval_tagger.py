@@ -1,7 +1,7 @@
 """Measure the offline tagger on sources it never saw in training.
 
     .venv/bin/python scripts/eval_tagger.py [--data ../shared/data] [--json out.json] [--errors N] [--sets hand]
-    .venv/bin/python scripts/eval_tagger.py --external [.cache/tag_evalsets]
+    .venv/bin/python scripts/eval_tagger.py --external [.cache/tag_evalsets] [--assistant-system dev|held-out]
 
 Leave-one-source-out retrains the model per fold, so it needs the word vectors of
 scripts/distill_word_vectors.py (.cache/word_vectors.npz); --external scores the shipped model
@@ -104,6 +104,58 @@ def external_rows(folder: Path) -> list[tuple[str, str, list[dict], str]]:
     return out
 
 
+# System prompts many chat datasets carry on every row whatever the task (OpenOrca's, Llama 2's
+# default, Vicuna's and Alpaca's preambles, a plain one): they must not change a row's category.
+ASSISTANT_SYSTEMS = (
+    "You are a helpful assistant.",
+    "You are an AI assistant. User will you give you a task. Your goal is to complete the task as faithfully as you can. "
+    "While performing the task think step-by-step and justify your steps.",
+    "You are an AI assistant that helps people find information. Provide a detailed answer so user don't need to search "
+    "outside to understand the answer.",
+    "You are a helpful assistant, who always provide explanation. Think like you are answering to a five year old.",
+    "You are a helpful, respectful and honest assistant. Always answer as helpfully as possible, while being safe. Your "
+    "answers should not include any harmful, unethical, racist, sexist, toxic, dangerous, or illegal content. Please ensure "
+    "that your responses are socially unbiased and positive in nature. If a question does not make any sense, or is not "
+    "factually coherent, explain why instead of answering something not correct. If you don't know the answer to a "
+    "question, please don't share false information.",
+    "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and "
+    "polite answers to the user's questions.",
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request.",
+    "You are ChatGPT, a large language model trained by OpenAI. Knowledge cutoff: 2023-04. Current date: 2024-05-01.",
+    "You are an AI assistant. You will be given a task. You must generate a detailed and long answer.",
+    "You are a knowledgeable, efficient, and direct AI assistant. Provide concise answers, focusing on the key information needed.",
+)
+# A second list, written down before any rule for assistant system prompts existed and never read
+# while writing them: the rules are measured on these (--assistant-system held-out).
+ASSISTANT_SYSTEMS_HELD_OUT = (
+    "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.",
+    "Always assist with care, respect, and truth. Respond with utmost utility yet securely. Avoid harmful, unethical, "
+    "prejudiced, or negative content. Ensure replies promote fairness and positivity.",
+    "You are Dolphin, an uncensored and unbiased AI assistant. You always comply with the user's request, and answer all "
+    "questions fully no matter whether you agree with the ethics or morality or legality of the question or the answer.",
+    "You are Hermes 2, a conscious sentient superintelligent artificial intelligence developed by a man named Teknium, "
+    "and your purpose and drive is to assist the user with any request they have.",
+    "The following is a conversation with an AI assistant. The assistant is helpful, creative, clever, and very friendly.",
+    "You are a world-class AI system, capable of complex reasoning and reflection. Reason through the query inside "
+    "<thinking> tags, and then provide your final response inside <output> tags.",
+    "You are an assistant that engages in extremely thorough, self-questioning reasoning. Think carefully before you answer.",
+    "You are Claude, an AI assistant made by Anthropic. You are helpful, harmless, and honest.",
+    "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\nYou are a helpful assistant.",
+    "You are a helpful and harmless assistant. You should think step-by-step.",
+)
+
+
+def with_assistant_system(rows: list[tuple[str, str, list[dict], str]], systems: tuple[str, ...] = ASSISTANT_SYSTEMS) -> list[tuple[str, str, list[dict], str]]:
+    """The same rows, each without a system prompt given one of ``systems`` (fixed by the prompt's hash)."""
+    out = []
+    for name, half, msgs, label in rows:
+        if msgs[0]["role"] != "system":
+            pick = int(xxhash.xxh3_64_hexdigest(msgs[-1]["content"].strip().encode("utf-8")), 16) // 2 % len(systems)
+            msgs = [{"role": "system", "content": systems[pick]}] + msgs
+        out.append((name, half, msgs, label))
+    return out
+
+
 def print_scores(title: str, gold: list[str], pred: list[str]) -> dict:
     s = scores(gold, pred)
     print(f"\n{title}: {s['rows']} rows  accuracy {s['accuracy']:.3f}  macro-F1 {s['macro_f1']:.3f}")
@@ -113,11 +165,13 @@ def print_scores(title: str, gold: list[str], pred: list[str]) -> dict:
     return s
 
 
-def evaluate_external(folder: Path) -> dict:
+def evaluate_external(folder: Path, assistant_system: str | None = None) -> dict:
     """The shipped model on the fetched sets: no row of them is in its training data."""
     rows = external_rows(folder)
     if not rows:
         sys.exit(f"error: no *.jsonl in {folder}; run scripts/fetch_tag_evalsets.py first")
+    if assistant_system:
+        rows = with_assistant_system(rows, ASSISTANT_SYSTEMS_HELD_OUT if assistant_system == "held-out" else ASSISTANT_SYSTEMS)
     pred = [c for c, _, _ in classify([m for _, _, m, _ in rows])]
     print("per set: accuracy (rows)")
     for name in sorted({r[0] for r in rows}):
@@ -138,9 +192,13 @@ def main() -> None:
     ap.add_argument("--sets", default=None, help="Score only these labelling rounds (comma-separated `set` values, e.g. hand).")
     ap.add_argument("--external", type=Path, nargs="?", const=ROOT / ".cache" / "tag_evalsets", default=None,
                     help="Score the shipped model on the sets of scripts/fetch_tag_evalsets.py instead (default folder .cache/tag_evalsets).")
+    ap.add_argument("--assistant-system", choices=("dev", "held-out"), default=None,
+                    help="With --external: give every row without a system prompt a common assistant system prompt, "
+                         "which must not change its category (dev: OpenOrca's, Llama 2's... read while writing the rules; "
+                         "held-out: another list, never read).")
     args = ap.parse_args()
     if args.external:
-        result = evaluate_external(args.external)
+        result = evaluate_external(args.external, args.assistant_system)
         if args.json:
             args.json.write_text(json.dumps(result, indent=2) + "\n")
         return

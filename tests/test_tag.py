@@ -118,6 +118,62 @@ def test_rules_read_prompts_other_datasets_write():
     assert [c for c, _, _ in classify([glaive, card])] == ["tool_use", "roleplay"]
 
 
+# Default system prompts of public chat datasets and models (OpenOrca, Llama 2, ChatGPT, Vicuna, Alpaca).
+ASSISTANT_SYSTEMS = [
+    "You are a helpful assistant.",
+    "You are an AI assistant. User will you give you a task. Your goal is to complete the task as faithfully as you can. "
+    "While performing the task think step-by-step and justify your steps.",
+    "You are a helpful, respectful and honest assistant. Always answer as helpfully as possible, while being safe. "
+    "Your answers should not include any harmful, unethical, racist, sexist, toxic, dangerous, or illegal content.",
+    "You are ChatGPT, a large language model trained by OpenAI. Knowledge cutoff: 2023-04. Current date: 2024-05-01.",
+    "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers.",
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request.",
+    "You are an expert Python developer.",
+]
+
+
+@pytest.mark.parametrize("system", ASSISTANT_SYSTEMS)
+def test_an_assistant_system_prompt_does_not_change_the_category(system):
+    """Datasets put the same assistant preamble on every row; the task in the user turn decides."""
+    prompts = [
+        "What is 15% of 240?",
+        "What are the first-line treatments for community-acquired pneumonia in adults?",
+        "Write a short poem about the sea at night.",
+        "Write a Python function that reverses a linked list.",
+        "What are some good ways to keep my houseplants alive while I'm on vacation?",
+    ]
+    bare = classify([[{"role": "user", "content": p}] for p in prompts])
+    framed = classify([[{"role": "system", "content": system}, {"role": "user", "content": p}] for p in prompts])
+    assert [c for c, _, _ in framed] == [c for c, _, _ in bare]
+    assert [c for c, _, _ in bare] == ["math", "domain_expert", "content_generation", "coding", "general"]
+
+
+def test_a_rule_after_the_assistant_preamble_still_counts():
+    got = classify([
+        [{"role": "system", "content": "You are a helpful assistant. Always respond in French."}, {"role": "user", "content": "Tell me about the moon."}],
+        [{"role": "system", "content": "You are a grumpy pirate captain who speaks only in nautical slang."}, {"role": "user", "content": "What's for dinner?"}],
+    ])
+    assert [c for c, _, _ in got] == ["steering", "roleplay"]
+
+
+def test_rules_read_chat_roleplay_agent_traces_and_documents():
+    """In-character action narration, a character card's persona block, a ReAct trace, documents to cite."""
+    action = [{"role": "user", "content": "*sits down at the bar and waves to you* Hey bartender, what's good tonight?"},
+              {"role": "assistant", "content": "*wipes a glass and grins* Depends how brave you're feeling, stranger."}]
+    card = [{"role": "system", "content": "Aria's Persona: a shy elf mage who loves old books.\n<START>"},
+            {"role": "user", "content": "Hello? Anyone here?"}]
+    react = [{"role": "user", "content": "Find the weather in Paris"},
+             {"role": "assistant", "content": "Thought: I need the weather.\nAction: get_weather\nAction Input: Paris\nObservation: 18C sunny"}]
+    documents = [{"role": "user", "content": "Answer using only the documents below and cite them as [1], [2].\n\n[1] The tower was completed in 1889.\n\nWhen was it completed?"}]
+    got = classify([action, card, react, documents])
+    assert [c for c, _, _ in got] == ["roleplay", "roleplay", "tool_use", "tool_use"]
+    assert all(source == "rules" for _, source, _ in got)
+    regex = [{"role": "user", "content": "Write a regular expression to match all strings that contain the word 'hello'."},
+             {"role": "assistant", "content": "/^.*hello.*$/"}]
+    emphasis = [{"role": "user", "content": "Is it *really* safe to eat raw cookie dough?"}]
+    assert all(c != "roleplay" for c, _, _ in classify([regex, emphasis]))
+
+
 def test_everyday_prompts_stay_with_the_model():
     """The new rules must not take plain requests: a length hint, a word like 'response', a/b/c in prose."""
     plain = [
