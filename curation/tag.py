@@ -105,7 +105,7 @@ _OBEY = re.compile(
 )
 # Rules a system prompt sets for every answer (language, format, length): steering data.
 _SYSTEM_RULE = re.compile(
-    r"\b(?:answer|respond|reply|write|speak)(?: only| always)? (?:in|using) (?:french|english|spanish|german|chinese|japanese|italian"
+    r"\b(?:answer|respond|reply|write|speak)s?(?: only| always)? (?:in|using) (?:french|english|spanish|german|chinese|japanese|italian"
     r"|portuguese|russian|korean|arabic|hindi|dutch|json|yaml|xml|markdown|bullet points|haiku|rhyme|one sentence|a single sentence)"
     r"|(?:at most|no more than|fewer than|less than|under) \d+ (?:words|sentences|characters|lines|paragraphs)"
     r"|\b(?:json|yaml|markdown) only\b|\bonly (?:output|return|answer with) (?:json|yaml|valid json|the answer)"
@@ -259,6 +259,7 @@ _BOILERPLATE_SENTENCE = re.compile(
     r"|(?:knowledge cutoff|cutting knowledge date|current date|today date|today's date|today is)\b"
     r")"
 )
+_GREETING = re.compile(r"^\W*(?:hi|hello|hey|hiya|yo|greetings|good (?:morning|afternoon|evening|day))(?: there| friend| again)?\W*$")
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
@@ -266,7 +267,8 @@ def without_boilerplate(sys_text: str) -> str:
     """A (lowercased) system prompt without the sentences any assistant could carry whatever the task."""
     if not sys_text:
         return sys_text
-    kept = [s for s in _SENTENCE_BREAK.split(sys_text[:3000]) if s.strip() and not _BOILERPLATE_SENTENCE.match(s)]
+    kept = [s for s in _SENTENCE_BREAK.split(sys_text[:3000])
+            if s.strip() and (not _BOILERPLATE_SENTENCE.match(s) or _SYSTEM_RULE.search(s))]  # "...an assistant that answers in JSON"
     return " ".join(kept) + sys_text[3000:]
 
 
@@ -591,6 +593,8 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
     """
     system, user, assistant, tool_turn, user_tail = _turn_texts(messages, max_chars)
     sys_text = "\n".join(system)
+    if len(user) > 1 and len(user[0]) < 40 and _GREETING.match(user[0]):
+        user = user[1:]  # "hi" / "hello there!" then the request: the request is the opening that decides
     first_user = user[0] if user else ""
     user_words = [_WORD.findall(u) for u in user[:3]]
     first_words = user_words[0] if user_words else []

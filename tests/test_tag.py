@@ -154,6 +154,16 @@ def test_a_rule_after_the_assistant_preamble_still_counts():
         [{"role": "system", "content": "You are a grumpy pirate captain who speaks only in nautical slang."}, {"role": "user", "content": "What's for dinner?"}],
     ])
     assert [c for c, _, _ in got] == ["steering", "roleplay"]
+    json_only = [{"role": "system", "content": "You are a helpful assistant that always responds in JSON format."},
+                 {"role": "user", "content": "List three fruits."}]
+    assert classify([json_only])[0][0] == "steering"
+
+
+def test_a_greeting_first_turn_hands_over_to_the_request():
+    chat = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello! How can I help?"},
+            {"role": "user", "content": "Can you write me a haiku about autumn leaves?"}]
+    category, source, extra = classify([chat])[0]
+    assert (category, source) == ("content_generation", "rules") and "haiku" in extra["tag_evidence"]
 
 
 def test_rules_read_chat_roleplay_agent_traces_and_documents():
