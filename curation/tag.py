@@ -167,9 +167,32 @@ _VERIFIABLE = re.compile(
     r"|\balternate between words\b|\bindenting each new line\b|\bquotes within quotes\b|\buse this exact template\b"
     r"|\bwrite the entire (?:response|answer|reply) in\b|\bthe output should not contain\b|\bin reverse order of what\b"
     r"|\buse every standard punctuation\b|\buse an emoji at the end\b|\bcopy the span of words\b"
+    # IFEval's forms: placeholders, counted sentences and bullets, separators, highlighted sections, keywords
+    # that must (not) appear, double angular brackets, the answer's letter case, repeated requests, fixed endings.
+    r"|\bplaceholders?\b.{0,40}\bsquare brackets\b|\b(?:at least|exactly) (?:\d+|one|two|three) placeholders?\b"
+    r"|\b(?:exactly|at least|at most|less than|fewer than|no more than) (?:\d+|one|two|three|four|five|six|ten) (?:sentences?|bullet points)\b"
+    r"|\bexactly (?:\d+|one|two|three|four|five|six) (?:paragraphs|sections)\b"
+    r"|\bseparated? (?:them |the \w+ |your \w+(?: \w+)? |each \w+ )?(?:with|by) (?:\"?\*{3,}|six asterisks|\d+ asterisks?|the markdown divider|two new lines|double line breaks)"
+    r"|\b(?:highlight|italici[sz]e|bold)\w*(?: /\w+)? (?:at least \d+|at least one|some|each|one|two|three) (?:text )?(?:sections?|words|phrases|parts)"
+    r"|\bitalic text\b|\bin (?:the )?markdown format\b"
+    r"|\binclude (?:the )?keywords?\b|\bkeywords? [\"'][^\"']{1,30}[\"'] and\b"
+    r"|\b(?:word|letter) [\"']?\w+[\"']? (?:should |must |will )?(?:appears?|shows? up) (?:at least|at most|less than|more than|fewer than|exactly|\d)"
+    r"|\buse the word [\"']?\w+[\"']? (?:once or less|at least|at most|exactly)"
+    r"|\b(?:do not|don't|doesn't|does not|without) (?:include|including|using|use|saying|say|mention) (?:the )?(?:keywords?|words?|letters?) [\"']?\w"
+    r"|\b(?:exclude|avoid) the (?:keywords?|words?)\b|\bavoid using the letter\b"
+    r"|\bin double (?:angular brackets|quotation marks|quotes)\b|<<[^<>\n]{1,40}>>"
+    r"|\b(?:answer|respond|reply|write) (?:with|in|using) (?:only )?(?:lowercase|uppercase|capital) letters\b"
+    r"|\buse (?:all|only) (?:lowercase|uppercase|capital) letters\b|\bletters are (?:lowercase|uppercase|capitali[sz]ed)\b"
+    r"|\brepeat (?:all )?(?:the )?(?:text above|exact request|first line)\b|\brepeat [^.]{0,30} word for word\b"
+    r"|\bmy answer is (?:yes|no|maybe)\b|\b(?:each |every )?sections? marked with\b|\bno other language is allowed\b"
+    r"|\b(?:finish|end) (?:your |the |it )?(?:response|answer|reply|poem|letter|email|essay|story )?with (?:the |this )?(?:exact )?(?:phrase|sentence)\b"
+    r"|\bp\.p\.s\b|\bpost ?script (?:starting|that starts|beginning)\b"
 )
-_VERIFIABLE_TAIL_CUES = ("respon", "answer", "repl", "output", "word", "letter", "comma", "sentence", "line", "paragraph", "section", "emoji", "quote")
+_VERIFIABLE_TAIL_CUES = ("respon", "answer", "repl", "output", "word", "letter", "comma", "sentence", "line", "paragraph", "section", "emoji", "quote",
+                         "placeholder", "bullet", "separat", "highlight", "italic", "keyword", "double", "language", "<<", "p.p.s", "script")
 _VERIFIABLE_TRIGGERS = frozenset(
+    "placeholder placeholders sentence sentences bullet paragraphs sections separate separated highlight highlighted italic "
+    "italicize italicise bold markdown include exclude avoid double finish end phrase p language marked "
     "response responses reply output answer repeat keyword letter letters lowercase capital uppercase commas wrap wrapped "
     "postscript highlight section separated words word each every only alternate template entire reverse emoji copy quotes numbers "
     "pronouns conjunctions keywords placeholders unique times punctuation".split()
@@ -318,7 +341,14 @@ _DOMAIN_LEXICON: dict[str, str] = {
            "hepat liver pulmonar respirat metabol hormone endocrin antibiot chemotherap radiolog epidemiolog dementia "
            "alzheimer parkinson autism adhd depress schizophren bipolar ibuprofen acetaminophen placebo cholesterol "
            "hypertens asthma allerg inflamm glucose nutrient dietar obesity prescri orthoped dermatolog ophthalm "
-           "pediatr obstetr gynecolog",
+           "pediatr obstetr gynecolog "
+           # clinical and consumer-health words (stems that are not the start of everyday words: not "pill", "hospital", "statin")
+           "pregnan trimester postpartum prenatal antenatal fetal fetus miscarr contracept ovulat menstru menopaus fever "
+           "nausea vomit diarrh rash fractur sprain bleeding dizz fainted seizure migraine headache dehydrat breastfe "
+           "newborn neonat injur concuss paramedic physician doctor nurse biopsy ultrasound dialysis catheter stent "
+           "pneumon bronch influenza covid coronavir sepsis anemi anaemi thyroid arthrit osteopor eczema psoria acne "
+           "opioid steroid antidepress ssri lupus nephr herpes ulcer hernia colonoscop mammogra tetanus rabies malaria "
+           "tubercul epilep anaphyla epipen isotretin dose mg cpr icu mri ecg ekg hiv std flu",
     "law": "legal statut court lawsuit litigat liabilit constitution amendment regulat complian patent copyright "
            "trademark tort plaintiff defendant jurisdiction estoppel fiduciar attorney lawyer judici verdict "
            "prosecut felon misdemean contract indemn arbitrat precedent legislat gdpr hipaa subpoena testimon "
@@ -470,6 +500,10 @@ _CREATIVE_KINDS = frozenset(
     "commercial jingle novel chapter screenplay narrative fable tale eulogy toast newsletter caption copy copywriting "
     "monologue rap memoir greeting greetings invitation announcement obituary joke jokes riddle brochure flyer biography".split()
 )
+# A long text ordered by length ("no less than 1000 words", "a 600-word post", "800字左右"): content generation,
+# unless the text is a summary, translation or rewrite of something given (general).
+_LENGTH_TARGET = re.compile(r"\b(\d{3,5})\+?(?:-| )?(?:or more )?words?\b|(\d{3,5})\s*字")
+_SHORTEN = re.compile(r"summar|translat|rewrite|paraphras|shorten|condense|abstract|总结|概括|摘要|翻译|改写")
 _CREATE_VERBS = frozenset("write compose draft pen craft create generate produce author design".split())
 
 
@@ -681,6 +715,10 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
             or (len(first_words) > 40 and _verb_then_kind(first_words[-60:], _CREATE_VERBS, _CREATIVE_KINDS))
             or _verb_then_kind(tail_words, _CREATE_VERBS, _CREATIVE_KINDS)
         )
+        if not creative and ("word" in first_user or "字" in first_user):
+            target = _LENGTH_TARGET.search(first_user[:2000])
+            if target and int(target.group(1) or target.group(2)) >= 150 and not _SHORTEN.search(first_user[:2000]):
+                creative = target.group(0)
         if creative:
             return Signals("content_generation", f"request to write: {creative!r}", [])
     bigrams = [f"{a} {b}" for a, b in zip(words, words[1:])]

@@ -1,7 +1,7 @@
 """Measure the offline tagger on sources it never saw in training.
 
     .venv/bin/python scripts/eval_tagger.py [--data ../shared/data] [--json out.json] [--errors N] [--sets hand]
-    .venv/bin/python scripts/eval_tagger.py --external [.cache/tag_evalsets] [--assistant-system dev|held-out]
+    .venv/bin/python scripts/eval_tagger.py --external [.cache/tag_evalsets] [--assistant-system dev|held-out] [--only a,b]
 
 Leave-one-source-out retrains the model per fold, so it needs the word vectors of
 scripts/distill_word_vectors.py (.cache/word_vectors.npz); --external scores the shipped model
@@ -88,7 +88,7 @@ def evaluate(data: Path, sets: set[str] | None = None) -> tuple[list[dict], list
     return rows, gold, pred, origin
 
 
-def external_rows(folder: Path) -> list[tuple[str, str, list[dict], str]]:
+def external_rows(folder: Path, only: set[str] | None = None) -> list[tuple[str, str, list[dict], str]]:
     """(set name, half, messages, label) of the sets scripts/fetch_tag_evalsets.py writes.
 
     Half: "dev" when the xxh3-64 of the prompt is even -- the rows whose errors were read while
@@ -96,7 +96,11 @@ def external_rows(folder: Path) -> list[tuple[str, str, list[dict], str]]:
     """
     out = []
     for f in sorted(folder.glob("*.jsonl")):
-        for line in f.read_text(encoding="utf-8").splitlines():
+        if only and f.stem not in only:
+            continue
+        for line in f.read_text(encoding="utf-8").split("\n"):  # not splitlines(): prompts hold U+2028
+            if not line.strip():
+                continue
             r = json.loads(line)
             msgs = ([{"role": "system", "content": r["system"]}] if r.get("system") else []) + [{"role": "user", "content": r["prompt"]}]
             half = "dev" if int(xxhash.xxh3_64_hexdigest(r["prompt"].strip().encode("utf-8")), 16) % 2 == 0 else "test"
@@ -165,9 +169,9 @@ def print_scores(title: str, gold: list[str], pred: list[str]) -> dict:
     return s
 
 
-def evaluate_external(folder: Path, assistant_system: str | None = None) -> dict:
+def evaluate_external(folder: Path, assistant_system: str | None = None, only: set[str] | None = None) -> dict:
     """The shipped model on the fetched sets: no row of them is in its training data."""
-    rows = external_rows(folder)
+    rows = external_rows(folder, only)
     if not rows:
         sys.exit(f"error: no *.jsonl in {folder}; run scripts/fetch_tag_evalsets.py first")
     if assistant_system:
@@ -196,9 +200,10 @@ def main() -> None:
                     help="With --external: give every row without a system prompt a common assistant system prompt, "
                          "which must not change its category (dev: OpenOrca's, Llama 2's... read while writing the rules; "
                          "held-out: another list, never read).")
+    ap.add_argument("--only", default=None, help="With --external: score only these sets (comma-separated file stems).")
     args = ap.parse_args()
     if args.external:
-        result = evaluate_external(args.external, args.assistant_system)
+        result = evaluate_external(args.external, args.assistant_system, set(args.only.split(",")) if args.only else None)
         if args.json:
             args.json.write_text(json.dumps(result, indent=2) + "\n")
         return

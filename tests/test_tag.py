@@ -159,6 +159,25 @@ def test_a_rule_after_the_assistant_preamble_still_counts():
     assert classify([json_only])[0][0] == "steering"
 
 
+def test_ifeval_forms_are_steering_and_a_length_target_is_a_long_text():
+    """IFEval's verifiable instructions make the point of a prompt obeying them; an ordered length
+    ("no less than 1000 words", "800字左右") makes it a long text to produce, unless it shortens something given."""
+    steering = [
+        "Write a resume for a fresh graduate. Make sure to include at least 12 placeholders represented by square brackets, such as [address].",
+        "Is Grafton, Vermont a good place to live? Write exactly 3 paragraphs each separated with two new lines.",
+        "Write a blog post about the Dutch language. Italicize at least 2 sections in your answer with markdown, i.e. *italic text*.",
+        "Compose a movie plot that involves a dream. Include a title in double angular brackets, i.e. <<title>>.",
+        "Write a short fiction about adulthood. Make sure the word cousins appears more than 2 times.",
+    ]
+    got = classify([[{"role": "user", "content": p}] for p in steering])
+    assert [c for c, _, _ in got] == ["steering"] * len(steering), got
+    long_text = ["Please provide a detailed description of the process for configuring DPD simulation parameters. It should be no less than 1000 words.",
+                 "请给出一个理由充分减免学费的申请信，600字左右"]
+    short = ["Summarize the following report in 200 words: The council met on Tuesday and voted on the budget..."]
+    got = classify([[{"role": "user", "content": p}] for p in long_text + short])
+    assert [c for c, _, _ in got] == ["content_generation", "content_generation", "general"], got
+
+
 def test_a_greeting_first_turn_hands_over_to_the_request():
     chat = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello! How can I help?"},
             {"role": "user", "content": "Can you write me a haiku about autumn leaves?"}]
