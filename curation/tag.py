@@ -167,9 +167,12 @@ _VERIFIABLE = re.compile(
     r"|\balternate between words\b|\bindenting each new line\b|\bquotes within quotes\b|\buse this exact template\b"
     r"|\bwrite the entire (?:response|answer|reply) in\b|\bthe output should not contain\b|\bin reverse order of what\b"
     r"|\buse every standard punctuation\b|\buse an emoji at the end\b|\bcopy the span of words\b"
-    # IFEval's forms: placeholders, counted sentences and bullets, separators, highlighted sections, keywords
-    # that must (not) appear, double angular brackets, the answer's letter case, repeated requests, fixed endings.
-    r"|\bplaceholders?\b.{0,40}\bsquare brackets\b|\b(?:at least|exactly) (?:\d+|one|two|three) placeholders?\b"
+)
+# IFEval's forms: placeholders, counted sentences and bullets, separators, highlighted sections, keywords
+# that must (not) appear, double angular brackets, the answer's letter case, repeated requests, fixed endings.
+# Run only when one of _IFEVAL_CUES is in the text (a long alternation costs ~0.3 ms a call).
+_IFEVAL_FORM = re.compile(
+    r"\bplaceholders?\b.{0,40}\bsquare brackets\b|\b(?:at least|exactly) (?:\d+|one|two|three) placeholders?\b"
     r"|\b(?:exactly|at least|at most|less than|fewer than|no more than) (?:\d+|one|two|three|four|five|six|ten) (?:sentences?|bullet points)\b"
     r"|\bexactly (?:\d+|one|two|three|four|five|six) (?:paragraphs|sections)\b"
     r"|\bseparated? (?:them |the \w+ |your \w+(?: \w+)? |each \w+ )?(?:with|by) (?:\"?\*{3,}|six asterisks|\d+ asterisks?|the markdown divider|two new lines|double line breaks)"
@@ -188,11 +191,11 @@ _VERIFIABLE = re.compile(
     r"|\b(?:finish|end) (?:your |the |it )?(?:response|answer|reply|poem|letter|email|essay|story )?with (?:the |this )?(?:exact )?(?:phrase|sentence)\b"
     r"|\bp\.p\.s\b|\bpost ?script (?:starting|that starts|beginning)\b"
 )
-_VERIFIABLE_TAIL_CUES = ("respon", "answer", "repl", "output", "word", "letter", "comma", "sentence", "line", "paragraph", "section", "emoji", "quote",
-                         "placeholder", "bullet", "separat", "highlight", "italic", "keyword", "double", "language", "<<", "p.p.s", "script")
+_VERIFIABLE_TAIL_CUES = ("respon", "answer", "repl", "output", "word", "letter", "comma", "sentence", "line", "paragraph", "section", "emoji", "quote")
+_IFEVAL_CUES = ("placeholder", "sentence", "bullet point", "paragraphs", "sections", "separat", "highlight", "italic", "bold",
+                "markdown", "keyword", "appear", "show up", "shows up", "the word", "the letter", "words ", "exclude", "double", "<<",
+                "letters", "repeat", "my answer is", "marked with", "no other language", "phrase", "p.p.s", "script")
 _VERIFIABLE_TRIGGERS = frozenset(
-    "placeholder placeholders sentence sentences bullet paragraphs sections separate separated highlight highlighted italic "
-    "italicize italicise bold markdown include exclude avoid double finish end phrase p language marked "
     "response responses reply output answer repeat keyword letter letters lowercase capital uppercase commas wrap wrapped "
     "postscript highlight section separated words word each every only alternate template entire reverse emoji copy quotes numbers "
     "pronouns conjunctions keywords placeholders unique times punctuation".split()
@@ -615,6 +618,12 @@ def _rule(
     rule = _VERIFIABLE.search(opening) if words & _VERIFIABLE_TRIGGERS else None
     if rule is None and user_tail and any(t in user_tail for t in _VERIFIABLE_TAIL_CUES):
         rule = _VERIFIABLE.search(user_tail)
+    if rule is None:
+        for text in (opening, user_tail):
+            if text and any(c in text for c in _IFEVAL_CUES):
+                rule = _IFEVAL_FORM.search(text)
+                if rule:
+                    break
     if rule:
         return "steering", f"verifiable instruction: {rule.group(0)[:80]!r}"
     return None
