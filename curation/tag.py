@@ -239,12 +239,12 @@ def _is_mcq(text: str) -> bool:
 
 
 # A user turn that casts the assistant as a character for the conversation.
-_CAST_CUES = ("role", "persona", "pretend", "character", "from now on")
+_CAST_CUES = ("role", "persona", "pretend", "character", "from now on", "you are playing")
 _CAST_USER = re.compile(
     r"(?:^|[.!?:]\s+|\bplease |\byou |\bnow |\bto )(?:embrace|assume|take on|adopt|play|embody) the (?:role|persona|character|part) of\b"
     r"|\bembody the persona\b"
     r"|\bpretend (?:yourself )?to be\b|\bpretend (?:that )?(?:you are|you're)\b|\brole-?play\b|\bstay in character\b"
-    r"|\bfrom now on,? you (?:are|will be)\b"  # not "act as a <job>": often a coding or advice request in a costume
+    r"|\bfrom now on,? you (?:are|will be)\b|^\W*you are playing (?:a|an|the)\b"  # not "act as a <job>": often a coding or advice request in a costume
 )
 _PERSONA_SYSTEM = re.compile(r"\byou are (?!a (?:helpful|function-calling)|an? (?:ai|assistant))|\bcharacter\b|\brole-?play|\bpersona\b")
 # A system prompt that frames the assistant as an assistant or an expert ("You are a helpful assistant",
