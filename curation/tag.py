@@ -468,6 +468,56 @@ _CJK_TERM = re.compile("|".join(sorted(map(re.escape, _CJK_TERMS), key=len, reve
 _CJK_CHAR = re.compile(r"[\u3400-\u9fff]")
 
 
+# Other languages, the same way: cue words of Spanish, Portuguese, French, German, Italian and Russian
+# requests mapped to the English words the model knows. Stems in Cyrillic or with accents are found
+# as substrings (only in texts that are not plain ASCII); unaccented words are looked up whole.
+_INTL_GLOSSARY: dict[str, str] = {
+    "write": "напиши написать сочини écris écrire écrivez schreib escribí générer génère",
+    "poem": "стих поэм poème poesía poésie",
+    "story": "рассказ истори сказк história",
+    "song": "песн canción canção",
+    "letter": "письм",
+    "essay": "эссе сочинени",
+    "article": "статью статья artículo",
+    "screenplay": "сценари guión",
+    "code": "код функци программ скрипт código función função",
+    "calculate": "вычисл посчитай рассчита",
+    "equation": "уравнени ecuación equação équation",
+    "probability": "вероятност probabilité probabilità",
+    "prove": "докажи доказа",
+    "explain": "объясни erkläre",
+}
+_INTL_TERMS = {term: word for word, terms in _INTL_GLOSSARY.items() for term in terms.split()}
+_INTL_TERM = re.compile("|".join(sorted(map(re.escape, _INTL_TERMS), key=len, reverse=True)))
+_FOREIGN_WORDS: dict[str, str] = {
+    w: english
+    for english, words in {
+        "write": "escribe escribir escriba escreva escrever ecris ecrire ecrivez schreibe schreiben scrivi scrivere redacta redige",
+        "poem": "poema poemas poesia poeme gedicht gedichte poesie",
+        "story": "cuento relato conto historia histoire geschichte kurzgeschichte storia racconto",
+        "song": "cancion chanson canzone",
+        "letter": "carta lettre lettera",
+        "essay": "ensayo ensaio aufsatz saggio",
+        "article": "articulo artigo artikel articolo",
+        "code": "codigo funcion funcao fonction funktion programm",
+        "calculate": "calcula calcule calcular calculer berechne berechnen calcola",
+        "equation": "ecuacion equacao gleichung equazione",
+        "probability": "probabilidad probabilidade wahrscheinlichkeit",
+        "screenplay": "guion roteiro drehbuch sceneggiatura",
+        "explain": "explica explique erklare erklaere spiega",
+    }.items()
+    for w in words.split()
+}
+
+
+def foreign_words(text: str, words: list[str]) -> list[str]:
+    """English stand-ins for the cue words of a request in another language (empty for English)."""
+    out = [_FOREIGN_WORDS[w] for w in words[:120] if w in _FOREIGN_WORDS]
+    if not text[:300].isascii():
+        out += [_INTL_TERMS[m.group(0)] for m in _INTL_TERM.finditer(text[:2000])]
+    return out
+
+
 def cjk_words(text: str) -> list[str]:
     """English stand-ins for the glossary words of a Chinese text, in order."""
     return [_CJK_TERMS[m.group(0)] for m in _CJK_TERM.finditer(text)]
@@ -501,13 +551,14 @@ _CREATIVE_KINDS = frozenset(
     "story stories poem poems poetry haiku limerick sonnet sonnets ode ballad quatrain verse verses lyrics song essay essays "
     "article articles blog tweet tweets slogan slogans tagline taglines email emails letter speech advertisement ad advert "
     "commercial jingle novel chapter screenplay narrative fable tale eulogy toast newsletter caption copy copywriting "
-    "monologue rap memoir greeting greetings invitation announcement obituary joke jokes riddle brochure flyer biography".split()
+    "monologue rap memoir greeting greetings invitation announcement obituary joke jokes riddle brochure flyer biography "
+    "dialogue dialog skit".split()
 )
 # A long text ordered by length ("no less than 1000 words", "a 600-word post", "800字左右"): content generation,
 # unless the text is a summary, translation or rewrite of something given (general).
 _LENGTH_TARGET = re.compile(r"\b(\d{3,5})\+?(?:-| )?(?:or more )?words?\b|(\d{3,5})\s*字")
 _SHORTEN = re.compile(r"summar|translat|rewrite|paraphras|shorten|condense|abstract|总结|概括|摘要|翻译|改写")
-_CREATE_VERBS = frozenset("write compose draft pen craft create generate produce author design".split())
+_CREATE_VERBS = frozenset("write compose draft pen craft create generate produce author design continue".split())
 
 
 def _verb_then_kind(words: list[str], verbs: frozenset[str], kinds: frozenset[str]) -> str | None:
@@ -644,6 +695,10 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
     n_cjk = len(_CJK_CHAR.findall(first_user[:600])) if _CJK_CHAR.search(first_user[:300]) else 0
     if n_cjk:
         first_words = user_words[0] = cjk_words(first_user) + first_words
+    else:
+        translated = foreign_words(first_user, first_words)
+        if translated:
+            first_words = user_words[0] = translated + first_words
     head_words = set(first_words[:120])
     if apply_rules:
         ruled = _rule(sys_text, first_user, head_words, assistant, tool_turn, user_tail)
