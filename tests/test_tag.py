@@ -178,6 +178,16 @@ def test_ifeval_forms_are_steering_and_a_length_target_is_a_long_text():
     assert [c for c, _, _ in got] == ["content_generation", "content_generation", "general"], got
 
 
+def test_requests_in_other_languages_reach_the_english_cue_words():
+    """Spanish (with and without accents), Russian and French write requests; a Russian maths request."""
+    prompts = ["Escribe un poema sobre la dictadura y la libertad.",
+               "Напиши стих о море и одиночестве.",
+               "Peux-tu écrire une histoire réconfortante pour dormir ?",
+               "Реши уравнение x^2 - 5x + 6 = 0 и объясни решение."]
+    got = classify([[{"role": "user", "content": p}] for p in prompts])
+    assert [c for c, _, _ in got] == ["content_generation", "content_generation", "content_generation", "math"], got
+
+
 def test_a_greeting_first_turn_hands_over_to_the_request():
     chat = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello! How can I help?"},
             {"role": "user", "content": "Can you write me a haiku about autumn leaves?"}]
