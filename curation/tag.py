@@ -351,7 +351,11 @@ _DOMAIN_LEXICON: dict[str, str] = {
            "newborn neonat injur concuss paramedic physician doctor nurse biopsy ultrasound dialysis catheter stent "
            "pneumon bronch influenza covid coronavir sepsis anemi anaemi thyroid arthrit osteopor eczema psoria acne "
            "opioid steroid antidepress ssri lupus nephr herpes ulcer hernia colonoscop mammogra tetanus rabies malaria "
-           "tubercul epilep anaphyla epipen isotretin dose mg cpr icu mri ecg ekg hiv std flu",
+           "tubercul epilep anaphyla epipen isotretin dose mg cpr icu mri ecg ekg hiv std flu "
+           # symptoms and body parts people describe when they ask about their health
+           "swollen swelling itchy itching sore cough sneez bruis lump numb tingl cramp insomnia fatigue ache aching "
+           "ankle knee wrist spine spinal jaw toe ribs lung lungs stomach abdomen abdominal bowel bladder uterus prostate "
+           "thirsty urinat stool sciatica tendon ligament cartilage sinus tonsil",
     "law": "legal statut court lawsuit litigat liabilit constitution amendment regulat complian patent copyright "
            "trademark tort plaintiff defendant jurisdiction estoppel fiduciar attorney lawyer judici verdict "
            "prosecut felon misdemean contract indemn arbitrat precedent legislat gdpr hipaa subpoena testimon "

