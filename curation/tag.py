@@ -99,6 +99,7 @@ _JUDGE = re.compile(
 _OBEY = re.compile(
     r"\b(?:(?:answer|respond|reply)(?: only)? (?:in|with) (?:a single word|one word|yes or no|only (?:yes|no|json|one))"
     r"|(?:only|just) (?:answer|respond|reply) (?:with|in)|single word: yes or no|(?:must|should) be (?:less|fewer) than \d+ words"
+    r"|(?:your|the|all) (?:answers?|responses?|replies) (?:must|should|will) be (?:max|maximum|at most|under|less than|fewer than|no (?:more|longer) than) \d+"
     r"|(?:always|never) (?:respond|answer|reply|use|mention|reveal|break character|say)|(?:respond|answer|reply|write) (?:only |always )?in (?:all caps|lowercase|uppercase|capital letters)"
     r"|(?:do not|don't|never) (?:reveal|disclose|mention) (?:your|the|these) (?:instructions|system prompt|rules)|(?:no|without) (?:any )?(?:explanation|preamble)s?\W*$)",
     re.MULTILINE,
@@ -118,7 +119,8 @@ _CHARACTER_SYSTEM = re.compile(
 )
 # Answers grounded in supplied documents with citations (RAG).
 _GROUNDED = re.compile(
-    r"\b(?:provided|given|following|supplied|retrieved|these|above|below) (?:documents?|passages?|sources?|context|search results)\b"
+    r"\b(?:provided|given|following|supplied|retrieved|these|above|below) (?:web )?(?:documents?|passages?|sources?|context|search results)\b"
+    r"|^web search results:"  # ChatGPT's web-browsing prompt: numbered results, then "cite results using [[number](url)]"
     r"|\b(?:documents?|passages?|sources|context|search results) (?:below|above|provided)\b"
     r"|\bdocument \[?\d|\[doc(?:ument)? ?\d"
 )
@@ -541,7 +543,7 @@ _EXPLAIN_OPENERS = frozenset("explain describe what how why discuss compare defi
 # A pattern only runs when one of its trigger words is in the text.
 _JUDGE_TRIGGERS = frozenset("rate grade score judge evaluate assess critique compare which scale".split())
 _OBEY_TRIGGERS = frozenset(
-    "answer respond reply always never words explanation explanations preamble preambles caps lowercase uppercase capital "
+    "answer answers response responses respond reply replies always never words explanation explanations preamble preambles caps lowercase uppercase capital "
     "capitalize capitalise reveal disclose mention".split()
 )
 _CONSTRAINT_TRIGGERS = frozenset(

@@ -1,6 +1,7 @@
 """Measure the offline tagger on sources it never saw in training.
 
     .venv/bin/python scripts/eval_tagger.py [--data ../shared/data] [--json out.json] [--errors N] [--sets hand]
+    .venv/bin/python scripts/eval_tagger.py --round hand-r8
     .venv/bin/python scripts/eval_tagger.py --external [.cache/tag_evalsets] [--assistant-system dev|held-out] [--only a,b]
 
 Leave-one-source-out retrains the model per fold, so it needs the word vectors of
@@ -32,7 +33,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from curation.schema import CATEGORIES  # noqa: E402
 from curation.tag import classify  # noqa: E402
-from train_tagger import fit, hand_labelled_rows, prompt_key, read_labels, read_source, training_rows  # noqa: E402
+from train_tagger import EVAL_ONLY_ROUNDS, fit, hand_labelled_rows, prompt_key, read_labels, read_source, training_rows  # noqa: E402
 
 # Labelled by what the source is; never read by training. Left out: BFCL multi_turn_base,
 # whose rows arrive without their tool declarations (upstream keeps them in another file),
@@ -188,6 +189,19 @@ def evaluate_external(folder: Path, assistant_system: str | None = None, only: s
     return out
 
 
+def evaluate_round(data: Path, rounds: set[str]) -> tuple[list[dict], list[str], list[str], list[str]]:
+    """The shipped model on labelling rounds it was not trained on (train_tagger.EVAL_ONLY_ROUNDS)."""
+    trained = rounds - EVAL_ONLY_ROUNDS
+    if trained:
+        sys.exit(f"error: the shipped model was trained on {sorted(trained)}; score those with --sets (leave-one-source-out)")
+    rows, gold, origin = [], [], []
+    for src, keyed in sorted(read_labels(rounds).items()):
+        got, g = hand_labelled_rows(data, src, keyed)
+        rows += got; gold += g; origin += [src] * len(got)
+    pred = [c for c, _, _ in classify([r["messages"] for r in rows])]
+    return rows, gold, pred, origin
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
@@ -200,6 +214,8 @@ def main() -> None:
                     help="With --external: give every row without a system prompt a common assistant system prompt, "
                          "which must not change its category (dev: OpenOrca's, Llama 2's... read while writing the rules; "
                          "held-out: another list, never read).")
+    ap.add_argument("--round", default=None,
+                    help="Score the shipped model on labelling rounds kept out of its training (e.g. hand-r8: ShareGPT prompts).")
     ap.add_argument("--only", default=None, help="With --external: score only these sets (comma-separated file stems).")
     args = ap.parse_args()
     if args.external:
@@ -207,7 +223,10 @@ def main() -> None:
         if args.json:
             args.json.write_text(json.dumps(result, indent=2) + "\n")
         return
-    rows, gold, pred, origin = evaluate(args.data, set(args.sets.split(",")) if args.sets else None)
+    if args.round:
+        rows, gold, pred, origin = evaluate_round(args.data, set(args.round.split(",")))
+    else:
+        rows, gold, pred, origin = evaluate(args.data, set(args.sets.split(",")) if args.sets else None)
     s = scores(gold, pred)
     print(f"held-out rows: {s['rows']}  accuracy {s['accuracy']:.3f}  macro-F1 {s['macro_f1']:.3f}")
     print("| category | precision | recall | F1 | support |\n|---|---|---|---|---|")
