@@ -353,11 +353,11 @@ _DOMAIN_LEXICON: dict[str, str] = {
            "newborn neonat injur concuss paramedic physician doctor nurse biopsy ultrasound dialysis catheter stent "
            "pneumon bronch influenza covid coronavir sepsis anemi anaemi thyroid arthrit osteopor eczema psoria acne "
            "opioid steroid antidepress ssri lupus nephr herpes ulcer hernia colonoscop mammogra tetanus rabies malaria "
-           "tubercul epilep anaphyla epipen isotretin dose mg cpr icu mri ecg ekg hiv std flu "
+           "tubercul epilep anaphyla epipen isotretin dose mg cpr icu mri ecg ekg hiv flu "
            # symptoms and body parts people describe when they ask about their health
-           "swollen swelling itchy itching sore cough sneez bruis lump numb tingl cramp insomnia fatigue ache aching "
+           "swollen swelling itchy itching sore cough sneez bruis lumps numbness tingl insomnia fatigue aching "
            "ankle knee wrist spine spinal jaw toe ribs lung lungs stomach abdomen abdominal bowel bladder uterus prostate "
-           "thirsty urinat stool sciatica tendon ligament cartilage sinus tonsil",
+           "thirsty urinat sciatica tendon ligament cartilage sinusitis tonsil",
     "law": "legal statut court lawsuit litigat liabilit constitution amendment regulat complian patent copyright "
            "trademark tort plaintiff defendant jurisdiction estoppel fiduciar attorney lawyer judici verdict "
            "prosecut felon misdemean contract indemn arbitrat precedent legislat gdpr hipaa subpoena testimon "
@@ -409,19 +409,31 @@ _DOMAIN_BY_PREFIX, _DOMAIN_WHOLE = _lexicon_index(_DOMAIN_LEXICON)
 _SCIENCE_FIELDS = frozenset({"med", "phys", "chem", "bio", "eng"})
 
 
+def field_of(word: str) -> str | None:
+    """The lexicon field of a word, or None when it is not specialist vocabulary."""
+    field = _DOMAIN_WHOLE.get(word)
+    if field is None and len(word) >= 4:
+        for stem, f in _DOMAIN_BY_PREFIX.get(word[:4], ()):
+            if word.startswith(stem):
+                return f
+    return field
+
+
 def domain_fields(words: set[str]) -> list[str]:
     """The lexicon field of every word in ``words`` that is specialist vocabulary (one entry per word)."""
-    out = []
-    for w in words:
-        field = _DOMAIN_WHOLE.get(w)
-        if field is None and len(w) >= 4:
-            for stem, f in _DOMAIN_BY_PREFIX.get(w[:4], ()):
-                if w.startswith(stem):
-                    field = f
-                    break
-        if field is not None:
-            out.append(field)
-    return out
+    return [f for f in map(field_of, words) if f is not None]
+
+
+# Someone describing their own or a relative's health ("I twisted my ankle", "my wife just fainted",
+# "should my pregnant sister take vitamins"): a medical question, with a clinical word of the lexicon.
+_PERSONAL_HEALTH = re.compile(
+    r"\b(?:i|i'm|im|i've|my (?:\w+ )?(?:son|daughter|wife|husband|mom|mum|mother|dad|father|baby|child|kid|kids|toddler|friend"
+    r"|sister|brother|grandma|grandmother|grandpa|grandfather|aunt|uncle|partner|boyfriend|girlfriend|neighbou?r|newborn|infant"
+    r"|parents?|patient|dog|cat))\b[^.?!\n]{0,60}?\b(?:have|has|had|got|feel|feels|felt|feeling|been|am|is|was|keeps?|noticed"
+    r"|take|takes|taking|took|fell|twisted|hurt|hurts|stung|broke|gave birth|delivered|pregnant|diagnosed|tested)\b"
+)
+# Lexicon words too common outside medicine to mark a health question on their own.
+_NOT_CLINICAL = ("toxic", "viral", "virus", "doctor", "nurse", "drug", "depress", "immun", "syndrome", "therap", "medic")
 
 
 # Chinese prompts: the model's vocabulary is English, so a small glossary turns the cue words of a
@@ -791,6 +803,10 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
                 creative = target.group(0)
         if creative:
             return Signals("content_generation", f"request to write: {creative!r}", [])
+        if "med" in fields and len(first_user) < 800 and "§persona_opening" not in flags and _PERSONAL_HEALTH.search(head):
+            clinical = sorted(w for w in head_words if field_of(w) == "med" and not w.startswith(_NOT_CLINICAL))
+            if clinical:
+                return Signals("domain_expert", f"a health question about a person ({', '.join(clinical[:3])})", [])
     bigrams = [f"{a} {b}" for a, b in zip(words, words[1:])]
     opening = [f"^{w}" for w in words[:3]]
     # Four-letter prefixes of longer words: "cardiology" and "cardiac", "poems" and "poetry" share

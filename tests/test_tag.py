@@ -188,6 +188,17 @@ def test_requests_in_other_languages_reach_the_english_cue_words():
     assert [c for c, _, _ in got] == ["content_generation", "content_generation", "content_generation", "math"], got
 
 
+def test_a_question_about_someones_health_is_medicine():
+    got = classify([[{"role": "user", "content": p}] for p in (
+        "I twisted my ankle a few hours ago and it's swollen, should I see someone?",
+        "my wife is a few weeks postpartum and she just fainted",
+        "I have a lot of numbers in a spreadsheet and need the average.",          # 'number' is not 'numb'
+        "My boss is toxic and I feel drained every day, what should I do?",        # not a clinical word
+    )])
+    assert [c for c, _, _ in got[:2]] == ["domain_expert", "domain_expert"]
+    assert all("health question" not in (extra.get("tag_evidence") or "") for _, _, extra in got[2:])
+
+
 def test_a_greeting_first_turn_hands_over_to_the_request():
     chat = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello! How can I help?"},
             {"role": "user", "content": "Can you write me a haiku about autumn leaves?"}]
