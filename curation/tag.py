@@ -274,6 +274,8 @@ _BOILERPLATE_SENTENCE = re.compile(
     r"(?:you are|you're|i am|this is|meet) (?:a |an |the |my |your )?(?:[\w,'-]+ ){0,8}?(?:ai|a\.i\.|assistant|chatbot|bot"
     r"|language model|llm|artificial intelligence|system)\b"
     r"|you are [\w.-]+(?: [\w.-]+)?, (?:created|made|developed|trained|built) by\b"
+    r"|(?:you are|you're|be|always be) (?:very |extremely |always )?(?:helpful|harmless|honest|friendly|polite|respectful|kind"
+    r"|knowledgeable|concise|accurate|thorough|precise|truthful|unbiased|objective)\b"  # the assistant's virtues
     r"|(?:a|the following is a|this is a|below is a) (?:chat|conversation|dialogue)\b|below is an instruction|write a response that"
     r"|the (?:assistant|ai)(?: is| gives| provides| always| should| will| must)\b"
     r"|(?:the )?user will (?:you )?give you|you will be given (?:a|an)\b|your (?:goal|task|job|purpose|role)(?: and drive)? is\b"

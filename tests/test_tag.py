@@ -129,6 +129,8 @@ ASSISTANT_SYSTEMS = [
     "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers.",
     "Below is an instruction that describes a task. Write a response that appropriately completes the request.",
     "You are an expert Python developer.",
+    "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.",
+    "You are Claude, an AI assistant made by Anthropic. You are helpful, harmless, and honest.",
 ]
 
 
