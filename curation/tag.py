@@ -302,6 +302,45 @@ def without_boilerplate(sys_text: str) -> str:
     return " ".join(kept) + sys_text[3000:]
 
 
+# Whole sentences a dataset's template puts before the request in the user turn. Narrower than the
+# system-prompt boilerplate: "You are an AI life coach advising a client..." is a persona, and "Give a
+# brief description of..." is the request itself.
+_USER_PREAMBLE = re.compile(
+    r"\W*(?:you are (?:a |an )?(?:(?:helpful|harmless|honest|friendly|polite|respectful|knowledgeable|smart|intelligent|useful"
+    r"|virtual|ai|artificial intelligence)[, ]+(?:and )?)*(?:ai )?(?:assistant|chatbot|language model)(?: that helps people find information)?"
+    r"|you are (?:chatgpt|gpt-?[\d.o]*|claude|gemini|llama|qwen|mistral)(?:, (?:a large language model|an ai assistant)[^.!?\n]*)?"
+    r"|(?:a|this is a) (?:chat|conversation) between [^.!?\n]*|below is an instruction[^.!?\n]*"
+    r"|write a response that appropriately completes the request|(?:the )?user will (?:you )?give you a (?:task|question)[^.!?\n]*"
+    r"|your (?:goal|task|job) is to (?:complete the task|answer) as faithfully as you can|while (?:performing the task|answering) think step-by-step[^.!?\n]*"
+    r")[.!]?"
+)
+_TEMPLATE_INSTRUCTION = re.compile(r"^#{2,4} ?(?:instruction|input|question|human|user|prompt):?[ \t]*$|^#{2,4} ?(?:instruction|input|question|human|user|prompt): ", re.MULTILINE)
+_TEMPLATE_RESPONSE = re.compile(r"^#{2,4} ?(?:response|answer|assistant|output):?", re.MULTILINE)
+
+
+def without_preamble(user_text: str) -> str:
+    """A (lowercased) user turn without a prompt template's preamble: Alpaca's "Below is an instruction...
+    ### Instruction: ... ### Response:" keeps the instruction and input; leading assistant boilerplate
+    ("You are an AI assistant.") is dropped. Datasets exported with the template inside the turn read
+    like the bare request."""
+    head = _TEMPLATE_INSTRUCTION.search(user_text[:1500])
+    if head:
+        body = user_text[head.start():]
+        end = _TEMPLATE_RESPONSE.search(body)
+        body = body[: end.start()] if end else body
+        user_text = _TEMPLATE_INSTRUCTION.sub("", body).strip()
+    sentences = _SENTENCE_BREAK.split(user_text[:1500], maxsplit=8)
+    n = 0
+    while n < len(sentences) - 1 and _USER_PREAMBLE.fullmatch(sentences[n].strip()):
+        n += 1
+    if n:
+        rest = user_text[:1500]
+        for sent in sentences[:n]:
+            rest = rest[rest.index(sent) + len(sent):]
+        user_text = rest.lstrip() + user_text[1500:]
+    return user_text
+
+
 def system_casts_persona(sys_text: str) -> bool:
     """Whether a (lowercased) system prompt casts a persona other than an assistant or an expert."""
     head = sys_text[:300]
@@ -709,6 +748,8 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
     sys_text = "\n".join(system)
     if len(user) > 1 and len(user[0]) < 40 and _GREETING.match(user[0]):
         user = user[1:]  # "hi" / "hello there!" then the request: the request is the opening that decides
+    if user and ("###" in user[0][:400] or _USER_PREAMBLE.match(user[0][:300])):
+        user = [without_preamble(user[0])] + user[1:]
     first_user = user[0] if user else ""
     user_words = [_WORD.findall(u) for u in user[:3]]
     first_words = user_words[0] if user_words else []

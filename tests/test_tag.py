@@ -201,6 +201,19 @@ def test_a_question_about_someones_health_is_medicine():
     assert all("health question" not in (extra.get("tag_evidence") or "") for _, _, extra in got[2:])
 
 
+def test_a_prompt_template_inside_the_user_turn_reads_like_the_bare_request():
+    """Datasets exported with Alpaca's template or an assistant preamble inside the user turn."""
+    alpaca = ("Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
+              "### Instruction:\n{}\n\n### Response:\n")
+    prompts = ["What is 15% of 240?", "What are some good ways to keep my houseplants alive while I'm on vacation?",
+               "Write a Python function that reverses a linked list."]
+    bare = [c for c, _, _ in classify([[{"role": "user", "content": p}] for p in prompts])]
+    for wrap in (alpaca.format, "You are an AI assistant. {}".format, "You are a helpful assistant. {}".format):
+        assert [c for c, _, _ in classify([[{"role": "user", "content": wrap(p)}] for p in prompts])] == bare
+    persona = [{"role": "user", "content": "You are an AI life coach advising a client. Give three tips for balance."}]
+    assert classify([persona])[0][0] == "roleplay"
+
+
 def test_a_greeting_first_turn_hands_over_to_the_request():
     chat = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello! How can I help?"},
             {"role": "user", "content": "Can you write me a haiku about autumn leaves?"}]
