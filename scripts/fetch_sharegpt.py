@@ -11,8 +11,8 @@ ChatGPT output. Nothing of it is shipped: the tagger is trained on its labelled 
 The bundled file is cut off mid-record (125,509,632 bytes), so it is read object by object and
 the records before the cut (17,671) are kept. Written to <out>/sharegpt.jsonl as ShareGPT JSONL
 (`{"id", "conversations": [{"from", "value"}]}`), which `curation.ingest` reads; plus
-<out>/label_sample.tsv and label_sample_r8.tsv, the fixed samples the labellers read for rounds
-hand-r7 and hand-r8 (source, prompt_key, prompt).
+<out>/label_sample.tsv, label_sample_r8.tsv and label_sample_r9.tsv, the fixed samples the
+labellers read for rounds hand-r7, hand-r8 and hand-r9 (source, prompt_key, prompt).
 """
 from __future__ import annotations
 
@@ -86,16 +86,19 @@ def main() -> None:
         if len(prompt) >= 15 and key not in seen:
             seen.add(key)
             pool.append((key, prompt))
-    # Round hand-r7 is the first sample; hand-r8 a second one from the prompts r7 did not draw.
+    # Round hand-r7 is the first sample; hand-r8 a second one from the prompts r7 did not draw, hand-r9
+    # a third from what neither drew.
     first = random.Random(SAMPLE_SEED).sample(pool, SAMPLE_SIZE)
     drawn = {key for key, _ in first}
     second = random.Random(SAMPLE_SEED + 1).sample([p for p in pool if p[0] not in drawn], SAMPLE_SIZE)
-    for name, sample in (("label_sample.tsv", first), ("label_sample_r8.tsv", second)):
+    drawn |= {key for key, _ in second}
+    third = random.Random(SAMPLE_SEED + 2).sample([p for p in pool if p[0] not in drawn], SAMPLE_SIZE)
+    for name, sample in (("label_sample.tsv", first), ("label_sample_r8.tsv", second), ("label_sample_r9.tsv", third)):
         with open(args.out / name, "w", encoding="utf-8") as f:
             for key, prompt in sample:
                 f.write(f"{SOURCE}\t{key}\t{' '.join(prompt.split())[:700]}\n")
     print(f"{wheel.name} sha256 {digest}\n{len(recs)} conversations -> {out}\n"
-          f"2 x {SAMPLE_SIZE} sampled of {len(pool)} distinct first turns -> {args.out}/label_sample*.tsv")
+          f"3 x {SAMPLE_SIZE} sampled of {len(pool)} distinct first turns -> {args.out}/label_sample*.tsv")
 
 
 if __name__ == "__main__":
