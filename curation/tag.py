@@ -522,8 +522,15 @@ _CJK_GLOSSARY: dict[str, str] = {
     "advice": "建议 推荐",
     "list": "列出 列举",
 }
-_CJK_TERMS = {term: word for word, terms in _CJK_GLOSSARY.items() for term in terms.split()}
-_CJK_TERM = re.compile("|".join(sorted(map(re.escape, _CJK_TERMS), key=len, reverse=True)))
+
+
+def _glossary_matcher(glossary: dict[str, str]) -> tuple[dict[str, str], re.Pattern]:
+    """(term -> English word, a pattern finding the terms, longest first) for a glossary."""
+    terms = {term: word for word, listed in glossary.items() for term in listed.split()}
+    return terms, re.compile("|".join(sorted(map(re.escape, terms), key=len, reverse=True)))
+
+
+_CJK_TERMS, _CJK_TERM = _glossary_matcher(_CJK_GLOSSARY)
 _CJK_CHAR = re.compile(r"[\u3400-\u9fff]")
 
 
@@ -546,8 +553,7 @@ _INTL_GLOSSARY: dict[str, str] = {
     "prove": "докажи доказа",
     "explain": "объясни erkläre",
 }
-_INTL_TERMS = {term: word for word, terms in _INTL_GLOSSARY.items() for term in terms.split()}
-_INTL_TERM = re.compile("|".join(sorted(map(re.escape, _INTL_TERMS), key=len, reverse=True)))
+_INTL_TERMS, _INTL_TERM = _glossary_matcher(_INTL_GLOSSARY)
 _FOREIGN_WORDS: dict[str, str] = {
     w: english
     for english, words in {
