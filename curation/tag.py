@@ -675,8 +675,9 @@ def _turn_texts(messages: list[dict], max_chars: int) -> tuple[list[str], list[s
 
 
 def _rule(
-    sys_text: str, first_user: str, words: set[str], assistant: list[str], tool_turn: bool, user_tail: str = ""
+    sys_text: str, sys_rest: str, first_user: str, words: set[str], assistant: list[str], tool_turn: bool, user_tail: str = ""
 ) -> tuple[str, str] | None:
+    """The category structure decides, with its evidence; ``sys_rest`` is the system prompt without boilerplate."""
     if tool_turn:
         return "tool_use", "tool turn"
     if "<tool" in sys_text or any("<tool" in a or "<function" in a or "python_tag" in a for a in assistant[:4]):
@@ -706,9 +707,8 @@ def _rule(
     judge = _JUDGE.search(opening[:600]) if words & _JUDGE_TRIGGERS else None
     if judge:
         return "steering", f"judging request: {judge.group(0)[:80]!r}"
-    sys_text = without_boilerplate(sys_text)
-    if sys_text:
-        head = sys_text[:2000]
+    if sys_rest:  # character and output rules read the system prompt without its assistant boilerplate
+        head = sys_rest[:2000]
         rule = _CHARACTER_SYSTEM.search(head)
         if rule:
             return "roleplay", f"character system prompt: {rule.group(0)[:80]!r}"
@@ -723,7 +723,7 @@ def _rule(
     cast = _CAST_USER.search(head300) if any(c in head300 for c in _CAST_CUES) else None
     if cast:
         return "roleplay", f"the user casts a character: {cast.group(0)[:80]!r}"
-    context = sys_text[:3000] + "\n" + opening
+    context = sys_rest[:3000] + "\n" + opening
     if any(c in context for c in _GROUNDED_CUES) and _GROUNDED.search(context) and _CITES.search(context):
         return "tool_use", "answer grounded in supplied documents with citations"
     rule = _OBEY.search(opening) if words & _OBEY_TRIGGERS else None
@@ -752,6 +752,7 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
     """
     system, user, assistant, tool_turn, user_tail = _turn_texts(messages, max_chars)
     sys_text = "\n".join(system)
+    sys_rest = without_boilerplate(sys_text)
     if len(user) > 1 and len(user[0]) < 40 and _GREETING.match(user[0]):
         user = user[1:]  # "hi" / "hello there!" then the request: the request is the opening that decides
     if user and ("###" in user[0][:400] or _USER_PREAMBLE.match(user[0][:300])):
@@ -768,7 +769,7 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
             first_words = user_words[0] = translated + first_words
     head_words = set(first_words[:120])
     if apply_rules:
-        ruled = _rule(sys_text, first_user, head_words, assistant, tool_turn, user_tail)
+        ruled = _rule(sys_text, sys_rest, first_user, head_words, assistant, tool_turn, user_tail)
         if ruled:
             return Signals(ruled[0], ruled[1], [])
 
@@ -802,7 +803,6 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
     if n_math:
         flags.append("§math_notation" if n_math >= 2 else "§math_notation1")
 
-    sys_rest = without_boilerplate(sys_text)
     words = _WORD.findall(sys_rest) if sys_rest and system_casts_persona(sys_rest) else []
     for w in user_words:
         words += w
