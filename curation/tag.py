@@ -825,8 +825,12 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
     n_words = len(head_words) + n_cjk // 2
     flags.append("§len_s" if n_words < 12 else "§len_m" if n_words < 50 else "§len_l")
 
-    if apply_rules and fields and not head_words & _LANGUAGE_WORDS and _is_mcq(first_user):
-        return Signals("domain_expert", f"multiple-choice question with specialist words ({', '.join(sorted(set(fields)))})", [])
+    if apply_rules and not head_words & _LANGUAGE_WORDS:
+        # The options may close a long prompt (a source passage, then the question): read the tail too.
+        mcq = _is_mcq(first_user) or (user_tail and _is_mcq(user_tail))
+        mcq_fields = (fields + domain_fields(set(tail_words) - head_words)) if mcq else []
+        if mcq_fields:
+            return Signals("domain_expert", f"multiple-choice question with specialist words ({', '.join(sorted(set(mcq_fields)))})", [])
     if apply_rules and len(first_user) < 600 and "§math_words" in flags and (n_numbers or n_math) and not (
         "§code_words" in flags or "§user_fence" in flags or "§user_code_lines" in flags
         or any(f in _SCIENCE_FIELDS for f in fields)  # a physics or chemistry calculation is the field's, not maths'

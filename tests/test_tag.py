@@ -118,6 +118,17 @@ def test_rules_read_prompts_other_datasets_write():
     assert [c for c, _, _ in classify([glaive, card])] == ["tool_use", "roleplay"]
 
 
+
+def test_an_exam_question_after_a_long_source_passage_is_read_at_its_end():
+    """The options close the prompt, past the characters the tagger reads from the start."""
+    passage = "The excerpt below is from a treaty between two kingdoms. " + "The envoys met at the river and spoke at length. " * 50
+    question = ("\nWhich best explains the sovereign claims made in the treaty above?\n"
+                "(A) Feudal obligations (B) Colonial trade (C) Papal authority (D) Dynastic marriage")
+    [(category, source, extra)] = classify([[{"role": "user", "content": passage + question}]])
+    assert len(passage) > 2000
+    assert (category, source) == ("domain_expert", "rules"), extra
+    assert "multiple-choice" in extra["tag_evidence"]
+
 # Default system prompts of public chat datasets and models (OpenOrca, Llama 2, ChatGPT, Vicuna, Alpaca).
 ASSISTANT_SYSTEMS = [
     "You are a helpful assistant.",
