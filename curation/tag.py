@@ -253,13 +253,20 @@ _PERSONA_SYSTEM = re.compile(r"\byou are (?!a (?:helpful|function-calling)|an? (
 # OpenOrca's "You are an AI assistant. User will you give you a task...", "You are ChatGPT...", "You are
 # an expert Python developer", Alpaca's and Vicuna's preambles) says nothing about the category: the
 # task in the user turn does. Only a system prompt that casts some other persona feeds the model.
-_ASSISTANT_ROLE = re.compile(
-    r"^\W*(?:you are|you're|i am|act as|as) (?:a |an |the |my |your )?(?:[\w,'-]+ ){0,5}?"
+# Who would be good at a task: a persona made of one of these is a costume for the task, not a character.
+_ROLE_NOUNS = (
     r"(?:ai|a\.i\.|assistant|chatbot|bot|language model|llm|model|expert|specialist|tutor|teacher|advisor|adviser|consultant"
     r"|engineer|developer|programmer|coder|scientist|analyst|researcher|professor|mathematician|doctor|physician|lawyer"
-    r"|attorney|accountant|writer|copywriter|editor|translator|reviewer|grader|judge|evaluator)s?\b"
-    r"|^\W*you are (?:chatgpt|gpt|claude|gemini|llama|qwen|mistral|hermes|deepseek|phi|gemma|vicuna|alpaca)"
+    r"|attorney|accountant|writer|copywriter|editor|translator|reviewer|grader|judge|evaluator|professional|coach|manager"
+    r"|marketer|strategist|planner|designer|recruiter|generator)s?\b"
 )
+_ASSISTANT_ROLE = re.compile(
+    r"^\W*(?:you are|you're|i am|act as|as) (?:a |an |the |my |your )?(?:[\w,'-]+ ){0,5}?" + _ROLE_NOUNS
+    + r"|^\W*you are (?:chatgpt|gpt|claude|gemini|llama|qwen|mistral|hermes|deepseek|phi|gemma|vicuna|alpaca)"
+)
+# What follows "pretend to be" / "take on the role of" when no character is cast: a job ("a tax advisor"), an
+# activity ("pretend that you are writing a rap battle") or an ability ("pretend to be able to browse").
+_CAST_NO_CHARACTER = re.compile(r"\W*(?:(?:a |an |the |my |your )?(?:[\w,'-]+ ){0,5}?" + _ROLE_NOUNS + r"|\w+ing\b|able\b)")
 
 
 # Sentences of a system prompt that any assistant could carry whatever the task: who the assistant
@@ -715,9 +722,6 @@ def _rule(
         action = _ACTION_OPENING.search(first_user[:200]) or (_ACTION_OPENING.search(assistant[0][:200]) if assistant else None)
         if action:
             return "roleplay", f"in-character action: {action.group(0).strip()[:80]!r}"
-    cast = _CAST_USER.search(head300) if any(c in head300 for c in _CAST_CUES) else None
-    if cast:
-        return "roleplay", f"the user casts a character: {cast.group(0)[:80]!r}"
     context = sys_rest[:3000] + "\n" + opening
     if any(c in context for c in _GROUNDED_CUES) and _GROUNDED.search(context) and _CITES.search(context):
         return "tool_use", "answer grounded in supplied documents with citations"
@@ -737,6 +741,9 @@ def _rule(
                     break
     if rule:
         return "steering", f"verifiable instruction: {rule.group(0)[:80]!r}"
+    cast = _CAST_USER.search(head300) if any(c in head300 for c in _CAST_CUES) else None
+    if cast and not _CAST_NO_CHARACTER.match(head300, cast.end()):
+        return "roleplay", f"the user casts a character: {cast.group(0)[:80]!r}"
     return None
 
 

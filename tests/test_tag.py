@@ -129,6 +129,29 @@ def test_an_exam_question_after_a_long_source_passage_is_read_at_its_end():
     assert (category, source) == ("domain_expert", "rules"), extra
     assert "multiple-choice" in extra["tag_evidence"]
 
+
+def test_a_job_is_a_costume_for_the_task_and_a_character_is_roleplay():
+    """"Assume the role of a tax advisor" asks for the advice, not a performance; a named character,
+    an in-character scene, or a game is roleplay. Form rules win over the costume."""
+    def user(text):
+        return [{"role": "user", "content": text}]
+    costume = [
+        user("Assume the role of a tax advisor familiar with US federal taxes. If I forgot to withdraw the required "
+             "minimum distribution from my IRA last year, what penalty applies and how do I request a waiver?"),
+        user("Pretend that you are writing a witty rap battle and write four verses of lyrics about a cat and a dog."),
+        user("Please take on the role of a marketing strategist and list ten ways to promote a bakery."),
+    ]
+    got = classify(costume)
+    assert [c for c, _, _ in got][1] == "content_generation"
+    assert all(c != "roleplay" for c, _, _ in got), got
+    assert all(not extra.get("tag_evidence", "").startswith("the user casts") for _, _, extra in got)
+    character = classify([user("Pretend to be Sherlock Holmes and stay in character: who stole my bicycle?"),
+                          user("Embody the persona of Tony Stark throughout this conversation. Our first question: what's your favourite suit?")])
+    assert [c for c, _, _ in character] == ["roleplay", "roleplay"]
+    [(category, _, extra)] = classify([user("Pretend that you are a fortune teller who has just been arrested. "
+                                            "Your entire response should be in English, and in all capital letters.")])
+    assert category == "steering", extra
+
 # Default system prompts of public chat datasets and models (OpenOrca, Llama 2, ChatGPT, Vicuna, Alpaca).
 ASSISTANT_SYSTEMS = [
     "You are a helpful assistant.",
