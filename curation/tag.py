@@ -190,13 +190,17 @@ _IFEVAL_FORM = re.compile(
     r"|\buse (?:all|only) (?:lowercase|uppercase|capital) letters\b|\bletters are (?:lowercase|uppercase|capitali[sz]ed)\b"
     r"|\brepeat (?:all )?(?:the )?(?:text above|exact request|first line)\b|\brepeat [^.]{0,30} word for word\b"
     r"|\bmy answer is (?:yes|no|maybe)\b|\b(?:each |every )?sections? marked with\b|\bno other language is allowed\b"
-    r"|\b(?:finish|end) (?:your |the |it )?(?:response|answer|reply|poem|letter|email|essay|story )?with (?:the |this )?(?:exact )?(?:phrase|sentence)\b"
-    r"|\bp\.p\.s\b|\bpost ?script (?:starting|that starts|beginning)\b"
+    r"|\b(?:finish|end) (?:your |the |it )?(?:entire |whole )?(?:response|answer|reply|poem|letter|email|essay|story )?with (?:the |this )?(?:exact )?(?:phrase|sentence)\b"
+    r"|\bp\.p\.s\b|\bpost ?script\b[^.\n]{0,30}\b(?:starting|starts|beginning|begins) with\b"
+    r"|\ball in (?:lowercase|uppercase|capital) letters\b|\bwithout (?:using )?(?:any )?(?:capital letters|commas)\b"
+    r"|\b\d+ to \d+ (?:sentences|paragraphs|bullet points)\b|\binclude the words\b"
+    r"|\b(?:include|includes|including|contain|contains|containing|use|uses) the (?:letter|word|keyword) [\"']?\w+[\"']? at least (?:\d+|once|twice)"
 )
 _VERIFIABLE_TAIL_CUES = ("respon", "answer", "repl", "output", "word", "letter", "comma", "sentence", "line", "paragraph", "section", "emoji", "quote")
 _IFEVAL_CUES = ("placeholder", "sentence", "bullet point", "paragraphs", "sections", "separat", "highlight", "italic", "bold",
                 "markdown", "keyword", "appear", "show up", "shows up", "the word", "the letter", "words ", "exclude", "double", "<<",
-                "letters", "repeat", "my answer is", "marked with", "no other language", "phrase", "p.p.s", "script")
+                "letters", "repeat", "my answer is", "marked with", "no other language", "phrase", "p.p.s", "script", "commas",
+                "include the words")
 _VERIFIABLE_TRIGGERS = frozenset(
     "response responses reply output answer repeat keyword letter letters lowercase capital uppercase commas wrap wrapped "
     "postscript highlight section separated words word each every only alternate template entire reverse emoji copy quotes numbers "

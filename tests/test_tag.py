@@ -204,6 +204,11 @@ def test_ifeval_forms_are_steering_and_a_length_target_is_a_long_text():
         "Write a blog post about the Dutch language. Italicize at least 2 sections in your answer with markdown, i.e. *italic text*.",
         "Compose a movie plot that involves a dream. Include a title in double angular brackets, i.e. <<title>>.",
         "Write a short fiction about adulthood. Make sure the word cousins appears more than 2 times.",
+        "Compose a poem all in lowercase letters about my neighbour's garden.",
+        "Write a riddle about a lighthouse keeper without using any commas.",
+        "Write a limerick about a baker that contains 5 to 7 sentences.",
+        "Draft an email to my landlord about the heating. Add a postscript to your response that starts with P.S.",
+        "Write a product pitch for a kettle that includes the letter k at least 6 times.",
     ]
     got = classify([[{"role": "user", "content": p}] for p in steering])
     assert [c for c, _, _ in got] == ["steering"] * len(steering), got
