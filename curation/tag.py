@@ -627,7 +627,7 @@ _CREATIVE_KINDS = frozenset(
 )
 # A long text ordered by length ("no less than 1000 words", "a 600-word post", "800字左右"): content generation,
 # unless the text is a summary, translation or rewrite of something given (general).
-_LENGTH_TARGET = re.compile(r"\b(\d{3,5})\+?(?:-| )?(?:or more )?words?\b|(\d{3,5})\s*字")
+_LENGTH_TARGET = re.compile(r"\b(\d{3,5}|\d,\d{3})\+?(?:-| )?(?:or more )?words?\b|(\d{3,5})\s*字")
 _SHORTEN = re.compile(r"summar|translat|rewrite|paraphras|shorten|condense|abstract|总结|概括|摘要|翻译|改写")
 _CREATE_VERBS = frozenset("write compose draft pen craft create generate produce author design continue".split())
 
@@ -856,10 +856,11 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
             or (len(first_words) > 40 and _verb_then_kind(first_words[-60:], _CREATE_VERBS, _CREATIVE_KINDS))
             or _verb_then_kind(tail_words, _CREATE_VERBS, _CREATIVE_KINDS)
         )
-        if not creative and ("word" in first_user or "字" in first_user):
-            target = _LENGTH_TARGET.search(first_user[:2000])
-            if target and int(target.group(1) or target.group(2)) >= 150 and not _SHORTEN.search(first_user[:2000]):
+        for text in (first_user[:2000], user_tail) if not creative else ():  # the length is often ordered last
+            target = _LENGTH_TARGET.search(text) if ("word" in text or "字" in text) else None
+            if target and int((target.group(1) or target.group(2)).replace(",", "")) >= 150 and not _SHORTEN.search(text):
                 creative = target.group(0)
+                break
         if creative:
             return Signals("content_generation", f"request to write: {creative!r}", [])
         if "med" in fields and len(first_user) < 800 and "§persona_opening" not in flags and _PERSONAL_HEALTH.search(head):

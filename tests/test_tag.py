@@ -214,9 +214,11 @@ def test_ifeval_forms_are_steering_and_a_length_target_is_a_long_text():
     assert [c for c, _, _ in got] == ["steering"] * len(steering), got
     long_text = ["Please provide a detailed description of the process for configuring DPD simulation parameters. It should be no less than 1000 words.",
                  "请给出一个理由充分减免学费的申请信，600字左右"]
+    material = "Background notes: the town's lighthouse was built in 1871 and automated in 1962. " * 40
+    long_text.append(material + "\nUsing the notes above, tell the keeper's last night in the tower. Suggested word count: 3,000-5,000 words.")
     short = ["Summarize the following report in 200 words: The council met on Tuesday and voted on the budget..."]
     got = classify([[{"role": "user", "content": p}] for p in long_text + short])
-    assert [c for c, _, _ in got] == ["content_generation", "content_generation", "general"], got
+    assert [c for c, _, _ in got] == ["content_generation"] * 3 + ["general"], got
 
 
 def test_requests_in_other_languages_reach_the_english_cue_words():
