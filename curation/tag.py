@@ -404,7 +404,10 @@ _DOMAIN_LEXICON: dict[str, str] = {
            # symptoms and body parts people describe when they ask about their health
            "swollen swelling itchy itching sore cough sneez bruis lumps numbness tingl insomnia fatigue aching "
            "ankle knee wrist spine spinal jaw toe ribs lung lungs stomach abdomen abdominal bowel bladder uterus prostate "
-           "thirsty urinat sciatica tendon ligament cartilage sinusitis tonsil",
+           "thirsty urinat sciatica tendon ligament cartilage sinusitis tonsil "
+           # everyday health words people use instead of clinical ones
+           "vitamin toothache earache stomachache dental dentist crohn colitis reflux heartburn constipat bloating hives "
+           "wheez phlegm mucus nipple sunburn sunscreen antacid laxative probiotic painkiller",
     "law": "legal statut court lawsuit litigat liabilit constitution amendment regulat complian patent copyright "
            "trademark tort plaintiff defendant jurisdiction estoppel fiduciar attorney lawyer judici verdict "
            "prosecut felon misdemean contract indemn arbitrat precedent legislat gdpr hipaa subpoena testimon "
