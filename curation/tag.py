@@ -120,7 +120,7 @@ _CHARACTER_SYSTEM = re.compile(
 # Answers grounded in supplied documents with citations (RAG).
 _GROUNDED = re.compile(
     r"\b(?:provided|given|following|supplied|retrieved|these|above|below) (?:web )?(?:documents?|passages?|sources?|context|search results)\b"
-    r"|^web search results:"  # ChatGPT's web-browsing prompt: numbered results, then "cite results using [[number](url)]"
+    r"|(?:^|\n)web search results:"  # ChatGPT's web-browsing prompt: numbered results, then "cite results using [[number](url)]"
     r"|\b(?:documents?|passages?|sources|context|search results) (?:below|above|provided)\b"
     r"|\bdocument \[?\d|\[doc(?:ument)? ?\d"
 )

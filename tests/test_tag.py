@@ -271,8 +271,13 @@ def test_rules_read_chat_roleplay_agent_traces_and_documents():
     react = [{"role": "user", "content": "Find the weather in Paris"},
              {"role": "assistant", "content": "Thought: I need the weather.\nAction: get_weather\nAction Input: Paris\nObservation: 18C sunny"}]
     documents = [{"role": "user", "content": "Answer using only the documents below and cite them as [1], [2].\n\n[1] The tower was completed in 1889.\n\nWhen was it completed?"}]
-    got = classify([action, card, react, documents])
-    assert [c for c, _, _ in got] == ["roleplay", "roleplay", "tool_use", "tool_use"]
+    results = "".join(f'[{i}] "The museum opens at 9am on weekdays and closes at 6pm; tickets are sold at the door."\n'
+                      f"URL: https://example.org/hours/{i}\n\n" for i in range(1, 12))
+    web = [{"role": "user", "content": "Web search results:\n\n" + results +  # the instruction comes after 1,000+ characters
+                                       "Current date: 1/27/2023\n\nInstructions: Using the provided web search results, write a comprehensive reply "
+                                       "to the given query. Make sure to cite results using [[number](URL)] notation.\n\nQuery: When does the museum open?"}]
+    got = classify([action, card, react, documents, web])
+    assert [c for c, _, _ in got] == ["roleplay", "roleplay", "tool_use", "tool_use", "tool_use"]
     assert all(source == "rules" for _, source, _ in got)
     regex = [{"role": "user", "content": "Write a regular expression to match all strings that contain the word 'hello'."},
              {"role": "assistant", "content": "/^.*hello.*$/"}]
