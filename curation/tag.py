@@ -378,6 +378,11 @@ _MATH_WORDS = frozenset(
     "ratio fraction prime factor theorem prove proof geometry triangle circle radius area perimeter volume sum product "
     "multiply divide algebra polynomial matrix multiplication divided sequence formula convert quartile".split()
 )
+# Maths words with an everyday sense ("product manager", "what does it mean", "thrust area", "md5sum"): they
+# decide for maths only beside maths notation in the prompt.
+_EVERYDAY_MATH_WORDS = frozenset(
+    "product mean area convert factor sequence formula sum matrix solve volume proof average percent percentage ratio".split()
+)
 _WRITING_WORDS = frozenset(
     "story stories poem poetry haiku limerick sonnet essay article blog post tweet slogan tagline lyrics song script email "
     "letter speech advertisement caption headline narrative novel chapter screenplay jingle rap review memoir".split()
@@ -845,10 +850,11 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
         mcq_fields = (fields + domain_fields(set(tail_words) - head_words)) if mcq else []
         if mcq_fields:
             return Signals("domain_expert", f"multiple-choice question with specialist words ({', '.join(sorted(set(mcq_fields)))})", [])
-    if apply_rules and len(first_user) < 600 and "§math_words" in flags and (n_numbers or n_math) and not (
+    notation = "§math_words" in flags and _count(_MATH_NOTATION, first_user[:1200], 1)
+    if apply_rules and len(first_user) < 600 and "§math_words" in flags and (n_numbers or notation) and not (
         "§code_words" in flags or "§user_fence" in flags or "§user_code_lines" in flags
         or any(f in _SCIENCE_FIELDS for f in fields)  # a physics or chemistry calculation is the field's, not maths'
-    ):
+    ) and (notation or head_words & _MATH_WORDS - _EVERYDAY_MATH_WORDS):
         found = sorted(head_words & _MATH_WORDS)
         return Signals("math", f"maths words ({', '.join(found[:3])}) with numbers, no code", [])
     if (apply_rules and "§code_words" not in flags and "§user_fence" not in flags and "§user_code_lines" not in flags

@@ -66,8 +66,15 @@ def test_rules_do_not_fire_on_ordinary_requests():
         [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": "Give me tips for better sleep."}],
         [{"role": "user", "content": 'Rearrange this code:\nname = input("What is your name? ")'}],
         [{"role": "user", "content": "Write a function that compares two strings and returns the output."}],
+        # maths words in their everyday sense, with numbers
+        [{"role": "user", "content": "Top 20 colleges that are good for technical product managers"}],
+        [{"role": "user", "content": "What does 250 2.0.0 mean in an SMTP log?"}],
+        [{"role": "user", "content": "Recommend a 3 day itinerary for Mallorca that covers the old town area."}],
     ]
-    assert all(source == "model" for _, source, _ in classify(plain))
+    assert all(source == "model" for _, source, _ in classify(plain)), classify(plain)
+    sums = classify([[{"role": "user", "content": "Find the sum of 3 + 4 × 2 and the product of its digits."}],
+                     [{"role": "user", "content": "Calculate the probability of rolling two sixes with 2 dice."}]])
+    assert [(c, source) for c, source, _ in sums] == [("math", "rules")] * 2
 
 
 def test_everyday_prompts_are_mostly_general(shared_data):
