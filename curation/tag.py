@@ -495,11 +495,11 @@ _NOT_CLINICAL = ("toxic", "viral", "virus", "doctor", "nurse", "drug", "depress"
 # Chinese request into the English words the model already weighs (写 文章 -> write article), and the
 # word lists above fire on them. General knowledge, not read off any labelled rows.
 _CJK_GLOSSARY: dict[str, str] = {
-    "write": "写 撰写 创作 编写 起草 续写 改写 仿写 扩写 写作",
+    "write": "写 撰写 创作 编写 起草 续写 改写 仿写 扩写 写作 書いて 書く",
     "design": "设计 策划",
     "article": "文章 稿件 推文 公众号",
     "essay": "散文 作文 随笔 论文",
-    "story": "故事 小说 童话 寓言 情节 剧情",
+    "story": "故事 小说 童话 寓言 情节 剧情 小説 物語",
     "poem": "诗 诗歌 律诗 绝句 古诗 词牌",
     "lyrics": "歌词",
     "screenplay": "剧本 脚本 台词 串词 解说词",
@@ -552,9 +552,10 @@ _CJK_CHAR = re.compile(r"[\u3400-\u9fff]")
 # requests mapped to the English words the model knows. Stems in Cyrillic or with accents are found
 # as substrings (only in texts that are not plain ASCII); unaccented words are looked up whole.
 _INTL_GLOSSARY: dict[str, str] = {
-    "write": "напиши написать сочини écris écrire écrivez schreib escribí générer génère",
-    "poem": "стих поэм poème poesía poésie",
-    "story": "рассказ истори сказк história",
+    "write": "напиши написать сочини écris écrire écrivez schreib escribí générer génère viết بنویس اكتب लिखो लिखिए लिखें "
+             "γράψε 써줘 작성해",
+    "poem": "стих поэм poème poesía poésie bài thơ قصيدة कविता ποίημα şiir",
+    "story": "рассказ истори сказк história câu chuyện truyện ngắn داستان कहानी hikâye",
     "song": "песн canción canção",
     "letter": "письм",
     "essay": "эссе сочинени",
@@ -571,10 +572,11 @@ _INTL_TERMS, _INTL_TERM = _glossary_matcher(_INTL_GLOSSARY)
 _FOREIGN_WORDS: dict[str, str] = {
     w: english
     for english, words in {
-        "write": "escribe escribir escriba escreva escrever ecris ecrire ecrivez schreibe schreiben scrivi scrivere redacta redige",
-        "poem": "poema poemas poesia poeme gedicht gedichte poesie",
-        "story": "cuento relato conto historia histoire geschichte kurzgeschichte storia racconto",
-        "song": "cancion chanson canzone",
+        "write": "escribe escribir escriba escreva escrever ecris ecrire ecrivez schreibe schreiben scrivi scrivere redacta redige "
+                 "napisz napisi napisati tulis tuliskan schrijf skriv skriva kirjoita",
+        "poem": "poema poemas poesia poeme gedicht gedichte poesie wiersz pesmu pjesmu puisi pantun syair dikt",
+        "story": "cuento relato conto historia histoire geschichte kurzgeschichte storia racconto opowiadanie verhaal cerita",
+        "song": "cancion chanson canzone lagu piosenka piosenke",
         "letter": "carta lettre lettera",
         "essay": "ensayo ensaio aufsatz saggio",
         "article": "articulo artigo artikel articolo",

@@ -233,9 +233,12 @@ def test_requests_in_other_languages_reach_the_english_cue_words():
     prompts = ["Escribe un poema sobre la dictadura y la libertad.",
                "Напиши стих о море и одиночестве.",
                "Peux-tu écrire une histoire réconfortante pour dormir ?",
-               "Реши уравнение x^2 - 5x + 6 = 0 и объясни решение."]
+               "Реши уравнение x^2 - 5x + 6 = 0 и объясни решение.",
+               "Napisz wiersz o jesieni w górach.",                      # Polish
+               "Viết một bài thơ về biển và những con sóng.",            # Vietnamese
+               "कहानी लिखो एक बहादुर लड़की के बारे में"]                 # Hindi
     got = classify([[{"role": "user", "content": p}] for p in prompts])
-    assert [c for c, _, _ in got] == ["content_generation", "content_generation", "content_generation", "math"], got
+    assert [c for c, _, _ in got] == ["content_generation"] * 3 + ["math"] + ["content_generation"] * 3, got
 
 
 def test_a_question_about_someones_health_is_medicine():
