@@ -1,7 +1,7 @@
 """Measure the offline tagger on sources it never saw in training.
 
     .venv/bin/python scripts/eval_tagger.py [--data ../shared/data] [--json out.json] [--errors N] [--sets hand]
-    .venv/bin/python scripts/eval_tagger.py --round hand-r8
+    .venv/bin/python scripts/eval_tagger.py --round hand-r10
     .venv/bin/python scripts/eval_tagger.py --external [.cache/tag_evalsets] [--assistant-system dev|held-out] [--only a,b]
 
 Leave-one-source-out retrains the model per fold, so it needs the word vectors of
@@ -215,7 +215,7 @@ def main() -> None:
                          "which must not change its category (dev: OpenOrca's, Llama 2's... read while writing the rules; "
                          "held-out: another list, never read).")
     ap.add_argument("--round", default=None,
-                    help="Score the shipped model on labelling rounds kept out of its training (e.g. hand-r8: ShareGPT prompts).")
+                    help="Score the shipped model on labelling rounds kept out of its training (e.g. hand-r10: ShareGPT prompts).")
     ap.add_argument("--only", default=None, help="With --external: score only these sets (comma-separated file stems).")
     args = ap.parse_args()
     if args.external:
