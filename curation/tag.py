@@ -642,6 +642,14 @@ _SHORTEN = re.compile(r"summar|translat|rewrite|paraphras|shorten|condense|abstr
 _CREATE_VERBS = frozenset("write compose draft pen craft create generate produce author design continue".split())
 
 
+def _long_text_ordered(text: str) -> str | None:
+    """The ordered length of a long text to produce ("a 600-word post"), or None."""
+    target = _LENGTH_TARGET.search(text) if ("word" in text or "字" in text) else None
+    if target and int((target.group(1) or target.group(2)).replace(",", "")) >= 150 and not _SHORTEN.search(text):
+        return target.group(0)
+    return None
+
+
 def _verb_then_kind(words: list[str], verbs: frozenset[str], kinds: frozenset[str]) -> str | None:
     """A verb followed within eight words by a kind of text ("help me write a short story"): "verb … kind", or None."""
     for i, w in enumerate(words):
@@ -867,11 +875,8 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
             or (len(first_words) > 40 and _verb_then_kind(first_words[-60:], _CREATE_VERBS, _CREATIVE_KINDS))
             or _verb_then_kind(tail_words, _CREATE_VERBS, _CREATIVE_KINDS)
         )
-        for text in (first_user[:2000], user_tail) if not creative else ():  # the length is often ordered last
-            target = _LENGTH_TARGET.search(text) if ("word" in text or "字" in text) else None
-            if target and int((target.group(1) or target.group(2)).replace(",", "")) >= 150 and not _SHORTEN.search(text):
-                creative = target.group(0)
-                break
+        if not creative:
+            creative = _long_text_ordered(first_user[:2000]) or _long_text_ordered(user_tail)  # often ordered last
         if creative:
             return Signals("content_generation", f"request to write: {creative!r}", [])
         if "med" in fields and len(first_user) < 800 and "§persona_opening" not in flags and _PERSONAL_HEALTH.search(head):
