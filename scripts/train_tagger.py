@@ -203,7 +203,7 @@ def train(token_lists, labels, vocab, categories, epochs: int, l2: float, lr: fl
 
 
 def fit(rows: list[dict], labels: list[str], epochs: int = 200, l2: float = 3e-3, lr: float = 0.05,
-        min_df: int = 2, max_chars: int = 2000, info: dict | None = None, use_dense: bool = True) -> Tagger:
+        min_df: int = 3, max_chars: int = 2000, info: dict | None = None, use_dense: bool = True) -> Tagger:
     """Train on labelled rows; the model scores all eight slugs (rule-only ones never win)."""
     token_lists = featurise(rows, max_chars)
     vocab = build_vocab(token_lists, min_df)
@@ -234,7 +234,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=200)
     ap.add_argument("--l2", type=float, default=3e-3)
     ap.add_argument("--lr", type=float, default=0.05)
-    ap.add_argument("--min-df", type=int, default=2)
+    ap.add_argument("--min-df", type=int, default=3)  # 3: 0.874 on the benchmark dev half, 3.58 MB; 2: 0.870, 3.98 MB
     ap.add_argument("--max-chars", type=int, default=2000)
     args = ap.parse_args()
     t0 = time.time()
