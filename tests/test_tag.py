@@ -125,7 +125,6 @@ def test_rules_read_prompts_other_datasets_write():
     assert [c for c, _, _ in classify([glaive, card])] == ["tool_use", "roleplay"]
 
 
-
 def test_an_exam_question_after_a_long_source_passage_is_read_at_its_end():
     """The options close the prompt, past the characters the tagger reads from the start."""
     passage = "The excerpt below is from a treaty between two kingdoms. " + "The envoys met at the river and spoke at length. " * 50
@@ -158,6 +157,7 @@ def test_a_job_is_a_costume_for_the_task_and_a_character_is_roleplay():
     [(category, _, extra)] = classify([user("Pretend that you are a fortune teller who has just been arrested. "
                                             "Your entire response should be in English, and in all capital letters.")])
     assert category == "steering", extra
+
 
 # Default system prompts of public chat datasets and models (OpenOrca, Llama 2, ChatGPT, Vicuna, Alpaca).
 ASSISTANT_SYSTEMS = [
