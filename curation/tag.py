@@ -549,7 +549,7 @@ _CJK_CHAR = re.compile(r"[\u3400-\u9fff]")
 
 
 # Other languages, the same way: cue words of Spanish, Portuguese, French, German, Italian and Russian
-# requests mapped to the English words the model knows. Stems in Cyrillic or with accents are found
+# requests (and the write/poem/story words of a dozen more) mapped to the English words the model knows. Stems in Cyrillic or with accents are found
 # as substrings (only in texts that are not plain ASCII); unaccented words are looked up whole.
 _INTL_GLOSSARY: dict[str, str] = {
     "write": "напиши написать сочини écris écrire écrivez schreib escribí générer génère viết بنویس اكتب लिखो लिखिए लिखें "
@@ -856,9 +856,8 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
 
     if apply_rules and not head_words & _LANGUAGE_WORDS:
         # The options may close a long prompt (a source passage, then the question): read the tail too.
-        mcq = _is_mcq(first_user) or (user_tail and _is_mcq(user_tail))
-        mcq_fields = (fields + domain_fields(set(tail_words) - head_words)) if mcq else []
-        if mcq_fields:
+        mcq_fields = fields + (domain_fields(set(tail_words) - head_words) if user_tail else [])
+        if mcq_fields and (_is_mcq(first_user) or (user_tail and _is_mcq(user_tail))):
             return Signals("domain_expert", f"multiple-choice question with specialist words ({', '.join(sorted(set(mcq_fields)))})", [])
     notation = "§math_words" in flags and _count(_MATH_NOTATION, first_user[:1200], 1)
     if apply_rules and len(first_user) < 600 and "§math_words" in flags and (n_numbers or notation) and not (
