@@ -76,6 +76,7 @@ _IDENTITY = re.compile(
     r"^\W*(?:(?:hi|hello|hey)\W+)?(?:who|what) (?:are|r) (?:you|u)\W*$"
     r"|\b(?:what(?:'s| is) your name|your name\?|do you have a name|who (?:made|created|built|trained|developed) you"
     r"|are you (?:an? )?(?:ai|bot|robot|human|person|chatgpt|gpt|language model|conscious|sentient)"
+    r"|do you (?:actually |really |even )?(?:have|feel|experience) (?:feelings|emotions|consciousness|a body|opinions)|can you (?:actually |really )?feel\b"
     r"|are you (?:based on|trained by|created by|made by|developed by|built by)|(?:tell me|talk) (?:a little )?(?:bit )?about yourself"
     r"|how (?:do )?you work|^what can you do\W*$|what are your (?:capabilities|abilities|limitations)"
     r"|what model are you|which (?:company|model) (?:made|are) you|what are you thinking"
@@ -94,6 +95,10 @@ _JUDGE = re.compile(
     r"\b(?:rate|grade|score|judge|evaluate|assess|critique|compare)\b[^.?!\n]{0,60}\b(?:response|answer|reply)s?\b"
     r"|\bwhich (?:response|answer|reply|output|assistant) is (?:better|more helpful|correct|best)"
     r"|\bon a scale (?:of|from) \d+ to \d+"
+    # other texts to rate or choose between: "rate each translation 1-5", "which summary is more faithful?"
+    r"|\b(?:rate|grade|score|rank)\b[^.?!\n]{0,40}\b(?:translations?|summar(?:y|ies)|essays?|drafts?)\b"
+    r"|\bwhich (?:of (?:the|these) (?:two |three )?)?(?:responses?|answers?|replies|outputs?|summar(?:y|ies)|translations?|versions?|drafts?)"
+    r" (?:is|was) (?:better|more|the (?:best|most)|best|most|closer|preferable)\b"
 )
 # Explicit instructions about the form of every answer: the point of steering data.
 _OBEY = re.compile(
@@ -104,16 +109,34 @@ _OBEY = re.compile(
     r"|(?:do not|don't|never) (?:reveal|disclose|mention) (?:your|the|these) (?:instructions|system prompt|rules)|(?:no|without) (?:any )?(?:explanation|preamble)s?\W*$)",
     re.MULTILINE,
 )
+# An answer reduced to its bare content ("one word only", "with no other text"): the point is the form.
+# Not read in a prompt that names a programming language ("output the code and nothing else" is coding).
+_BARE_ANSWER = re.compile(
+    r"\b(?:with |and )?(?:no|without any) other (?:text|words|commentary|explanation)\b"
+    r"|\bone word only\b|\b(?:answer|respond|reply)(?: only)? (?:in|with) (?:a single|one|just one) word\b|^\W*in one word\b"
+)
+_BARE_TRIGGERS = frozenset("other word".split())
+# A cap on an answer or explanation ("explain photosynthesis in under 20 words", "answer in 5 words"): the
+# point is obeying it. A cap on a text to produce (a summary, a headline, an ad) is part of that task.
+_SHORT_LIMIT = re.compile(
+    r"\b(?:answer|respond|reply|explain|describe|define)\w*\b[^.?!\n]{0,60}?\b(?:in|under|within|using) "
+    r"(?:under |fewer than |less than |no more than |at most |exactly )?(\d{1,2}) words\b"
+)
 # Rules a system prompt sets for every answer (language, format, length): steering data.
 _SYSTEM_RULE = re.compile(
-    r"\b(?:answer|respond|reply|write|speak)s?(?: only| always)? (?:in|using) (?:french|english|spanish|german|chinese|japanese|italian"
+    r"\b(?:answer|respond|reply|write|speak)s?(?: only| always)? (?:in|using|with) (?:valid |strict |plain )?(?:french|english|spanish|german|chinese|japanese|italian"
     r"|portuguese|russian|korean|arabic|hindi|dutch|json|yaml|xml|markdown|bullet points|haiku|rhyme|one sentence|a single sentence)"
-    r"|(?:at most|no more than|fewer than|less than|under) \d+ (?:words|sentences|characters|lines|paragraphs)"
+    r"|\b(?:at most|no more than|fewer than|less than|under) \d+ (?:words|sentences|characters|lines|paragraphs)"
     r"|\b(?:json|yaml|markdown) only\b|\bonly (?:output|return|answer with) (?:json|yaml|valid json|the answer)"
+    # the same rules written in the user's language: "réponds uniquement en français", "antworte nur auf Deutsch"
+    r"|\br[ée]ponds?\b[^.\n]{0,40}\ben (?:fran[çc]ais|anglais|espagnol)|\bresponde\w*\b[^.\n]{0,40}\ben (?:espa[ñn]ol|ingl[ée]s|portugu[êe]s)"
+    r"|\bantworte\w*\b[^.\n]{0,40}\b(?:auf|in) (?:deutsch|englisch)|\bотвечай\w*[^.\n]{0,40}(?:по-|на )\w+"
 )
 # The system prompt casts the assistant as a character.
 _CHARACTER_SYSTEM = re.compile(
-    r"\brole-?play|\bin character\b|\byou are playing\b|\byou (?:will )?play (?:the role|as)\b|\byour character\b|\{\{char\}\}|<bot>"
+    r"\breste dans (?:le|ton) (?:personnage|rôle)|\btu (?:joues|incarnes)\b|\bmant[eé]n(?:te)? (?:en )?(?:el|tu) personaje|\binterpreta[sr]? (?:a|al|el|la)\b"
+    r"|\bbleib\w* in (?:der|deiner) rolle|\bdu spielst\b|\bот лица\b|\bне выходи из роли|\bв роли\b|キャラクター|なりきって|役を演じ|扮演|角色"
+    r"|\brole-?play|\bin character\b|\byou are playing\b|\byou (?:will )?play (?:the role|as)\b|\byour character\b|\{\{char\}\}|<bot>"
     r"|'s persona:|^<start>|\n<start>|\{\{user\}\}|\bpersonality:"  # Pygmalion / TavernAI character cards
     r"|\b(?:you are|you're) (?!a\b|an\b|the\b|my\b|your\b|now\b|not\b|able\b|going\b|here\b)[\w' -]{2,40}, (?:a|an|the) "
 )
@@ -128,7 +151,27 @@ _GROUNDED = re.compile(
 _REACT_LINE = re.compile(r"^(?:thought|action|action input|observation) ?\d*:", re.MULTILINE)
 # In-character narration of an action between single asterisks ("*smiles and pours a drink*"), the
 # mark of chat role-play, opening the user's first turn or the assistant's first reply.
-_ACTION_OPENING = re.compile(r"^\s{0,3}\*[a-z][a-z' ,.-]{2,100}\*(?!\*)")
+_ACTION_OPENING = re.compile(r"^\s{0,3}\*[^\W\d_][^*\n]{2,300}\*(?!\*)|^\s{0,3}（(?!注)[^）\n]{4,200}）")
+# Sources numbered [1], [2]... on their own lines, and a request to cite them, in any of a few languages.
+_NUMBERED_SOURCES = re.compile(r"(?:^|\n)\s*\[1\][^\n]{8,}\n(?:[^\n]*\n){0,40}?\s*\[2\]")
+_CITE_REQUEST = re.compile(
+    r"\bcit(?:e|es|ing|ation|ations)\b|\bc[ií]t(?:a|e|al|en|ez|ando)\w*|\bzitier\w*|\bquellenangabe|\bссыл\w*|\[n\]|\[number\]"
+    r"|引用|标注|注明|出典"
+)
+# A system prompt that sets the assistant up as a judge of texts it will be given: one of its sentences names
+# judging, a kind of text and a verdict ("compare the candidate answers ... give each a score").
+_JUDGE_VERB = re.compile(r"\b(?:compar|evaluat|assess|grad|scor|rat|rank|judg)(?:e|es|ed|ing|ion)?\b")
+_JUDGED_TEXT = re.compile(r"\b(?:answers?|responses?|summar(?:y|ies)|translations?|essays?|submissions?|outputs?|drafts?|statements?)\b")
+_VERDICT = re.compile(r"\b(?:score|scores|grade|grades|rating|better|best|strongest|more faithful|winner|preferred)\b")
+
+
+def judges_texts(sys_text: str) -> str | None:
+    """The sentence of a system prompt that sets up judging other texts, if one does."""
+    for sentence in re.split(r"(?<=[.!?])\s+", sys_text[:1000]):
+        if _JUDGE_VERB.search(sentence) and _JUDGED_TEXT.search(sentence) and _VERDICT.search(sentence):
+            return sentence
+    return None
+
 _GROUNDED_CUES = ("document", "passage", "source", "context", "search result", "[doc")
 _CITES = re.compile(r"\bcit(?:e|ing|ation)s?\b|\[\d+\]|\[doc(?:ument)? ?\d+\]")
 # Function declarations written into a system prompt or the opening turn (OpenAI / BFCL style
@@ -229,6 +272,12 @@ _LANGUAGE_WORDS = frozenset(
     "python javascript typescript java c++ c# rust golang sql html css bash php ruby kotlin swift scala haskell perl lua "
     "vue react angular django flask fastapi node regex powershell matlab verilog vhdl".split()
 )
+_COUNTING = re.compile(
+    r"\bhow many (?:distinct |different |possible |unique )?(?:ways|arrangements|permutations|combinations|subsets|diagonals)\b"
+    r"|\bin how many (?:distinct |different )?ways\b|\bnumber of (?:distinct |different |possible )?(?:ways|arrangements|permutations|combinations)\b"
+)
+# An arithmetic expression: digits around * × ÷ ^ + or a spaced minus (not dates, phone numbers or ShareGPT's "2 / 2").
+_ARITHMETIC = re.compile(r"(?<![\w.:/-])\d+(?:\.\d+)?\s*(?:[*×÷^+]|\s[-−]\s)\s*\(?\d+(?:\.\d+)?(?![\w:/-])")
 _WORD_PROBLEM = re.compile(r"\bhow (?:many|much|long|far|old)\b")
 # An exam-style question: three or more lettered options (A. / (B) / C) ...).
 _MCQ = re.compile(
@@ -245,12 +294,14 @@ def _is_mcq(text: str) -> bool:
 
 
 # A user turn that casts the assistant as a character for the conversation.
-_CAST_CUES = ("role", "persona", "pretend", "character", "from now on", "you are playing")
+_CAST_CUES = ("role", "persona", "pretend", "character", "from now on", "you are playing", " would", "扮演", "rôle", "personnage", "spielst")
 _CAST_USER = re.compile(
     r"(?:^|[.!?:]\s+|\bplease |\byou |\bnow |\bto )(?:embrace|assume|take on|adopt|play|embody) the (?:role|persona|character|part) of\b"
     r"|\bembody the persona\b"
     r"|\bpretend (?:yourself )?to be\b|\bpretend (?:that )?(?:you are|you're)\b|\brole-?play\b|\bstay in character\b"
-    r"|\bfrom now on,? you (?:are|will be)\b|^\W*you are playing (?:a|an|the)\b"  # not "act as a <job>": often a coding or advice request in a costume
+    r"|\bfrom now on,? you (?:are|will be)\b|^\W*you are playing (?:a|an|the)\b"
+    r"|\b(?:respond|reply|answer|speak|talk|write|stay|remain|keep) in[- ]character\b|\b(?:answer|respond|reply|speak|talk) as (?:he|she|they) would\b"
+    r"|扮演[^\n]{0,80}?(?:和我|与我|跟我|保持角色|我是|我扮演)|角色扮演|\bjoue le rôle\b|\breste dans le personnage\b|\bdu spielst\b"  # not "act as a <job>": often a coding or advice request in a costume
 )
 _PERSONA_SYSTEM = re.compile(r"\byou are (?!a (?:helpful|function-calling)|an? (?:ai|assistant))|\bcharacter\b|\brole-?play|\bpersona\b")
 # A system prompt that frames the assistant as an assistant or an expert ("You are a helpful assistant",
@@ -262,7 +313,9 @@ _ROLE_NOUNS = (
     r"(?:ai|a\.i\.|assistant|chatbot|bot|language model|llm|model|expert|specialist|tutor|teacher|advisor|adviser|consultant"
     r"|engineer|developer|programmer|coder|scientist|analyst|researcher|professor|mathematician|doctor|physician|lawyer"
     r"|attorney|accountant|writer|copywriter|editor|translator|reviewer|grader|judge|evaluator|professional|coach|manager"
-    r"|marketer|strategist|planner|designer|recruiter|generator)s?\b"
+    r"|marketer|strategist|planner|designer|recruiter|generator|historian|educator|explainer|economist|physicist|chemist"
+    r"|biologist|pharmacist|nurse|dietitian|nutritionist|therapist|psychologist|architect|auditor|actuary|librarian|linguist"
+    r"|philosopher|statistician|instructor|lecturer|mentor|counsell?or|paralegal|clinician|veterinarian)s?\b"
 )
 _ASSISTANT_ROLE = re.compile(
     r"^\W*(?:you are|you're|i am|act as|as) (?:a |an |the |my |your )?(?:[\w,'-]+ ){0,5}?" + _ROLE_NOUNS
@@ -420,7 +473,7 @@ _DOMAIN_LEXICON: dict[str, str] = {
     "fin": "financ invest stock bond equit hedge portfolio inflation monetar fiscal accounting bookkeep derivativ "
            "crypto blockchain econom gdp revenue valuation asset amortiz depreciat dividend actuar mortgage "
            "liquidity recession tariff macroeconom microeconom keynes elasticit arbitrage volatil ledger audit "
-           "ebitda cashflow treasur bitcoin ethereum defi forex annuit",
+           "ebitda cashflow treasur bitcoin ethereum defi forex annuit tax taxes taxation taxable deductib",
     "phys": "physics quantum relativ thermodynam electromagnet magnet electron photon neutrino particle wavelength "
             "entropy momentum inertia gravit velocity accelerat kinetic friction oscillat frequenc optic refract "
             "spectrum spectra radiat nuclear fission fusion plasma superconduct semiconductor voltage capacitor "
@@ -505,15 +558,15 @@ _CJK_GLOSSARY: dict[str, str] = {
     "screenplay": "剧本 脚本 台词 串词 解说词",
     "speech": "开场白 讲稿 演讲稿 致辞 祝酒词",
     "review": "书评 影评 读后感 观后感 评论",
-    "ad": "广告 文案 宣传 营销",
-    "slogan": "标语 口号 广告语",
+    "ad": "广告 文案 宣传 营销 求人広告",
+    "slogan": "标语 口号 广告语 キャッチコピー",
     "letter": "祝福语 贺词 贺卡",
     "email": "邮件 信件 书信 来信 一封信",
     "outline": "大纲 提纲",
     "code": "代码 编程 程序 函数 算法 接口 数据库 编译 调试",
     "python": "python",
     "sql": "sql",
-    "calculate": "计算 求解 算出 等于多少 多少钱",
+    "calculate": "计算 求解 算出 等于多少 多少钱 各有多少 解题 鸡兔同笼 計算",
     "equation": "方程 不等式 函数图像",
     "probability": "概率",
     "geometry": "几何 三角形 圆 面积 周长 体积",
@@ -552,6 +605,7 @@ _CJK_CHAR = re.compile(r"[\u3400-\u9fff]")
 # requests (and the write/poem/story words of a dozen more) mapped to the English words the model knows. Stems in Cyrillic or with accents are found
 # as substrings (only in texts that are not plain ASCII); unaccented words are looked up whole.
 _INTL_GLOSSARY: dict[str, str] = {
+    "ad": "anúncio",
     "write": "напиши написать сочини écris écrire écrivez schreib escribí générer génère viết بنویس اكتب लिखो लिखिए लिखें "
              "γράψε 써줘 작성해",
     "poem": "стих поэм poème poesía poésie bài thơ قصيدة कविता ποίημα şiir",
@@ -572,13 +626,14 @@ _INTL_TERMS, _INTL_TERM = _glossary_matcher(_INTL_GLOSSARY)
 _FOREIGN_WORDS: dict[str, str] = {
     w: english
     for english, words in {
-        "write": "escribe escribir escriba escreva escrever ecris ecrire ecrivez schreibe schreiben scrivi scrivere redacta redige "
+        "write": "escribe escribir escriba escreva escreve escrever ecris ecrire ecrivez schreibe schreiben scrivi scrivere redacta redige "
                  "napisz napisi napisati tulis tuliskan schrijf skriv skriva kirjoita",
         "poem": "poema poemas poesia poeme gedicht gedichte poesie wiersz pesmu pjesmu puisi pantun syair dikt",
         "story": "cuento relato conto historia histoire geschichte kurzgeschichte storia racconto opowiadanie verhaal cerita",
         "song": "cancion chanson canzone lagu piosenka piosenke",
         "letter": "carta lettre lettera",
         "essay": "ensayo ensaio aufsatz saggio",
+        "ad": "anuncio annonce anzeige stellenanzeige werbeanzeige inserat",
         "article": "articulo artigo artikel articolo",
         "code": "codigo funcion funcao fonction funktion programm",
         "calculate": "calcula calcule calcular calculer berechne berechnen calcola",
@@ -616,7 +671,7 @@ _TEXT_KINDS = _WRITING_WORDS | frozenset(
 )
 _EXPLAIN_OPENERS = frozenset("explain describe what how why discuss compare define summarize summarise analyze analyse outline".split())
 # A pattern only runs when one of its trigger words is in the text.
-_JUDGE_TRIGGERS = frozenset("rate grade score judge evaluate assess critique compare which scale".split())
+_JUDGE_TRIGGERS = frozenset("rate grade score rank judge evaluate assess critique compare which scale".split())
 _OBEY_TRIGGERS = frozenset(
     "answer answers response responses respond reply replies always never words explanation explanations preamble preambles caps lowercase uppercase capital "
     "capitalize capitalise reveal disclose mention".split()
@@ -729,6 +784,10 @@ def _rule(
     if assistant and ("i" in assistant[0][:40] or "我" in assistant[0][:40] or "作为" in assistant[0][:40]) and _SELF_INTRO.search(assistant[0][:200]):
         return "steering", f"self-introduction: {assistant[0][:80]!r}"
     judge = _JUDGE.search(opening[:600]) if words & _JUDGE_TRIGGERS else None
+    if judge is None and sys_rest and any(t in sys_rest for t in _JUDGE_TRIGGERS):
+        judge = _JUDGE.search(sys_rest[:1000])
+        if judge is None and judges_texts(sys_rest):
+            return "steering", f"judge system prompt: {judges_texts(sys_rest)[:80]!r}"
     if judge:
         return "steering", f"judging request: {judge.group(0)[:80]!r}"
     if sys_rest:  # character and output rules read the system prompt without its assistant boilerplate
@@ -740,14 +799,20 @@ def _rule(
         if rule:
             return "steering", f"system prompt constraint: {rule.group(0)[:80]!r}"
     head300 = opening[:300]
-    if "*" in first_user[:4] or (assistant and "*" in assistant[0][:4]):
-        action = _ACTION_OPENING.search(first_user[:200]) or (_ACTION_OPENING.search(assistant[0][:200]) if assistant else None)
+    reply = assistant[0] if assistant else ""
+    if "*" in first_user[:4] or "*" in reply[:4] or "（" in first_user[:4] or "（" in reply[:4]:
+        action = _ACTION_OPENING.search(first_user[:320]) or _ACTION_OPENING.search(reply[:320])
         if action:
             return "roleplay", f"in-character action: {action.group(0).strip()[:80]!r}"
     context = sys_rest[:3000] + "\n" + opening
     if any(c in context for c in _GROUNDED_CUES) and _GROUNDED.search(context) and _CITES.search(context):
         return "tool_use", "answer grounded in supplied documents with citations"
+    for text in (sys_text[:4000], first_user[:4000]):  # numbered sources ([1] ... [2] ...) and a request to cite them
+        if "[1]" in text and "[2]" in text and _NUMBERED_SOURCES.search(text) and _CITE_REQUEST.search(sys_text[:4000] + "\n" + first_user[:4000]):
+            return "tool_use", "numbered sources to cite"
     rule = _OBEY.search(opening) if words & _OBEY_TRIGGERS else None
+    if rule is None and words & _BARE_TRIGGERS and not words & _LANGUAGE_WORDS and "code" not in words:
+        rule = _BARE_ANSWER.search(opening)
     if rule:
         return "steering", f"output constraint: {rule.group(0)[:80]!r}"
     # Also in prompts that ask for code: benchmark sets put "only output this sentence" on coding tasks; in the
@@ -839,7 +904,10 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
         flags.append("§math_words")
     if head_words & _WRITING_WORDS:
         flags.append("§writing_words")
-    fields = domain_fields(head_words)
+    # An expert framing in the system prompt ("You are a UK tax information assistant", "...a historian of early
+    # modern Europe") says which field the questions come from: its specialist words count with the prompt's.
+    sys_words = set(_WORD.findall(sys_text[:600])) if sys_text else set()
+    fields = domain_fields(head_words | sys_words) if sys_words else domain_fields(head_words)
     if fields:
         n_domain = len(fields)
         flags.append("§domain1" if n_domain == 1 else "§domain2" if n_domain == 2 else "§domain3")
@@ -859,6 +927,11 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
         mcq_fields = fields + (domain_fields(set(tail_words) - head_words) if user_tail else [])
         if mcq_fields and (_is_mcq(first_user) or (user_tail and _is_mcq(user_tail))):
             return Signals("domain_expert", f"multiple-choice question with specialist words ({', '.join(sorted(set(mcq_fields)))})", [])
+    if apply_rules and len(first_user) < 400 and not ("§code_words" in flags or "§user_fence" in flags or "§user_code_lines" in flags):
+        # Counting arrangements, or a bare arithmetic expression ("What is 17*23?"): maths without maths words.
+        counting = _COUNTING.search(head) or (len(first_user) < 120 and _ARITHMETIC.search(first_user))
+        if counting:
+            return Signals("math", f"counting or arithmetic: {counting.group(0)!r}", [])
     notation = "§math_words" in flags and _count(_MATH_NOTATION, first_user[:1200], 1)
     if apply_rules and len(first_user) < 600 and "§math_words" in flags and (n_numbers or notation) and not (
         "§code_words" in flags or "§user_fence" in flags or "§user_code_lines" in flags
@@ -878,6 +951,9 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
             creative = _long_text_ordered(first_user[:2000]) or _long_text_ordered(user_tail)  # often ordered last
         if creative:
             return Signals("content_generation", f"request to write: {creative!r}", [])
+        limit = _SHORT_LIMIT.search(head) if "words" in head_words else None
+        if limit:
+            return Signals("steering", f"length cap: {limit.group(0)!r}", [])
         if "med" in fields and len(first_user) < 800 and "§persona_opening" not in flags and _PERSONAL_HEALTH.search(head):
             clinical = sorted(w for w in head_words if field_of(w) == "med" and not w.startswith(_NOT_CLINICAL))
             if clinical:

@@ -3,6 +3,7 @@
     .venv/bin/python scripts/eval_tagger.py [--data ../shared/data] [--json out.json] [--errors N] [--sets hand]
     .venv/bin/python scripts/eval_tagger.py --round hand-r10
     .venv/bin/python scripts/eval_tagger.py --external [.cache/tag_evalsets] [--assistant-system dev|held-out] [--only a,b]
+    .venv/bin/python scripts/eval_tagger.py --conversations FILE.jsonl [FILE.jsonl ...]
 
 Leave-one-source-out retrains the model per fold, so it needs the word vectors of
 scripts/distill_word_vectors.py (.cache/word_vectors.npz); --external scores the shipped model
@@ -189,6 +190,36 @@ def evaluate_external(folder: Path, assistant_system: str | None = None, only: s
     return out
 
 
+def evaluate_conversations(files: list[Path]) -> dict:
+    """The shipped model on whole labelled conversations: JSONL of {"label", "messages"} (system,
+    user, assistant and tool turns), one file per held-out set; a bad line stops with file and line."""
+    rows = []
+    for f in files:
+        for n, line in enumerate(f.read_text(encoding="utf-8").split("\n"), 1):
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+                if r["label"] not in CATEGORIES or not isinstance(r["messages"], list):
+                    raise ValueError(f"label {r['label']!r} / messages")
+            except (ValueError, KeyError, TypeError) as e:
+                sys.exit(f"error: {f}:{n}: not a labelled conversation ({e})")
+            rows.append((f.stem, r["messages"], r["label"]))
+    pred = [c for c, _, _ in classify([m for _, m, _ in rows])]
+    print("per file: accuracy (rows)")
+    for name in sorted({r[0] for r in rows}):
+        idx = [i for i, r in enumerate(rows) if r[0] == name]
+        print(f"  {name}: {sum(rows[i][2] == pred[i] for i in idx) / len(idx):.3f} ({len(idx)})")
+    gold = [r[2] for r in rows]
+    s = print_scores("conversations, all files", gold, pred)
+    print("\nconfusion (rows = gold, columns = predicted):")
+    conf = Counter(zip(gold, pred))
+    print("gold\\pred".ljust(19) + " ".join(c[:7].rjust(7) for c in CATEGORIES))
+    for g in CATEGORIES:
+        print(g.ljust(19) + " ".join(str(conf[(g, p)]).rjust(7) for p in CATEGORIES))
+    return s
+
+
 def evaluate_round(data: Path, rounds: set[str]) -> tuple[list[dict], list[str], list[str], list[str]]:
     """The shipped model on labelling rounds it was not trained on (train_tagger.EVAL_ONLY_ROUNDS)."""
     trained = rounds - EVAL_ONLY_ROUNDS
@@ -217,7 +248,14 @@ def main() -> None:
     ap.add_argument("--round", default=None,
                     help="Score the shipped model on labelling rounds kept out of its training (e.g. hand-r10: ShareGPT prompts).")
     ap.add_argument("--only", default=None, help="With --external: score only these sets (comma-separated file stems).")
+    ap.add_argument("--conversations", type=Path, nargs="+", default=None,
+                    help="Score the shipped model on JSONL files of labelled whole conversations ({label, messages}).")
     args = ap.parse_args()
+    if args.conversations:
+        result = evaluate_conversations(args.conversations)
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
+        return
     if args.external:
         result = evaluate_external(args.external, args.assistant_system, set(args.only.split(",")) if args.only else None)
         if args.json:

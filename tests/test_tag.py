@@ -295,6 +295,50 @@ def test_rules_read_chat_roleplay_agent_traces_and_documents():
     assert all(c != "roleplay" for c, _, _ in classify([regex, emphasis]))
 
 
+def test_rules_read_what_a_system_prompt_sets_up():
+    """A system prompt that sets a judge, a length cap, a format, sources to cite or a character in another
+    language decides; an expert framing points the model at the field."""
+    def chat(system, user, reply="OK."):
+        return [{"role": "system", "content": system}, {"role": "user", "content": user}, {"role": "assistant", "content": reply}]
+    judge = chat("You are an evaluation assistant. Compare the candidate answers on accuracy and give each a score from 1 to 10.",
+                 "Question: What is rain?\n\nAnswer A: Water.\n\nAnswer B: Condensed water vapour falling as drops.")
+    cap = chat("Every reply you give must be under 20 words. No exceptions.", "Tell me the history of Rome in detail.")
+    yaml = chat("Respond ONLY with valid YAML using the keys summary and steps.", "How do I boil an egg?")
+    french = chat("Tu es un assistant culinaire. Tu réponds toujours et uniquement en français.", "How do I stop risotto getting gluey?")
+    sources = chat("Answer using only the policy excerpts below. Cite the excerpt numbers in square brackets.\n\n"
+                   "[1] Staff may work remotely three days a week.\n[2] Equipment over 200 EUR needs approval.",
+                   "Can I work from home on Fridays?")
+    character = chat("Ты — капитан Громов, старый моряк. Отвечай только от лица капитана.", "Фёдор Ильич, расскажите про шторм.",
+                     "*Капитан ставит кружку на стол и смотрит в окно.*\n\nБыло дело, сынок.")
+    got = classify([judge, cap, yaml, french, sources, character])
+    assert [c for c, _, _ in got] == ["steering", "steering", "steering", "steering", "tool_use", "roleplay"]
+    assert all(source == "rules" for _, source, _ in got)
+    expert = chat("You are a historian specialising in early modern Europe. Engage with historiographical debates.",
+                  "What caused the Thirty Years War? My professor says religion is too simple an answer.")
+    assert classify([expert])[0][0] == "domain_expert"
+
+
+def test_rules_read_short_answers_judging_characters_and_sums_in_the_prompt():
+    users = ["One word only: what colour do you get by mixing blue and yellow?",
+             "List five fruits, comma-separated, with no other text.",
+             "Explain photosynthesis in under 20 words.",
+             "Rate each translation of 'Il pleut des cordes' on a 1-5 scale.\n\nA: It's raining ropes.\nB: It's pouring.",
+             "You're Master Ishikawa, an old samurai. Respond in character. Ren says: 'Sensei, I'm going.'",
+             "请你扮演长安城里一家茶馆的老板。我是一个刚从西域来的商人，请保持角色和我对话。",
+             "Summarise what happened, citing the articles.\n\n[1] Gazette, 3 May: The bridge closed after corrosion was found.\n"
+             "[2] Regional News, 6 May: Businesses report fewer customers.",
+             "What is 17*23?",
+             "How many distinct ways can the letters of MISSISSIPPI be arranged?"]
+    got = classify([[{"role": "user", "content": u}] for u in users])
+    assert [c for c, _, _ in got] == ["steering"] * 4 + ["roleplay"] * 2 + ["tool_use", "math", "math"]
+    # a cap on a text to produce belongs to that task; ShareGPT's "2 / 2" page counter is not a sum
+    other = ["Write ten Google Ads headlines for the iPad, each no more than 30 characters.",
+             "Can you please make a business name with these concepts?3 / 3",
+             "Meet me on 12/05/2023 at 10:30 or call 555-1234."]
+    got = classify([[{"role": "user", "content": u}] for u in other])
+    assert not any(source == "rules" and c in ("steering", "math") for c, source, _ in got)
+
+
 def test_everyday_prompts_stay_with_the_model():
     """The new rules must not take plain requests: a length hint, a word like 'response', a/b/c in prose."""
     plain = [
