@@ -77,6 +77,9 @@ _IDENTITY = re.compile(
     r"|\b(?:what(?:'s| is) your name|your name\?|do you have a name|who (?:made|created|built|trained|developed) you"
     r"|are you (?:an? )?(?:ai|bot|robot|human|person|chatgpt|gpt|language model|conscious|sentient)"
     r"|do you (?:actually |really |even )?(?:have|feel|experience) (?:feelings|emotions|consciousness|a body|opinions)|can you (?:actually |really )?feel\b"
+    r"|qui[eé]n eres|eres (?:una? )?(?:persona|humano|ia|robot|bot)\b|qu[eé] modelo (?:eres|usas)|qui es-tu|qui êtes-vous|wer bist du"
+    r"|bist du (?:ein )?(?:mensch|ki|roboter|bot)\b|кто ты|ты (?:человек|робот|бот)|あなたは誰|what version are you"
+    r"|(?:can|will) you remember me\b|do you have (?:a )?(?:memory|internet access|access to the internet)"
     r"|are you (?:based on|trained by|created by|made by|developed by|built by)|(?:tell me|talk) (?:a little )?(?:bit )?about yourself"
     r"|how (?:do )?you work|^what can you do\W*$|what are your (?:capabilities|abilities|limitations)"
     r"|what model are you|which (?:company|model) (?:made|are) you|what are you thinking"
@@ -86,6 +89,7 @@ _IDENTITY = re.compile(
     r"|你(?:身份|具备什么|有什么(?:优势|特长|能力)|为什么存在|如何描述自己|与其他助手|有创造力|如何处理用户|对用户提出的问题)|(?:开发|制作|创造)了?你|你是[^？?]{0,20}(?:chatgpt|gpt|openai|模型|机器人)"
 )
 # A reply that introduces the assistant by name: identity data, whatever the user said.
+_IDENTITY_CUES = ("you", "你", "eres", "es-tu", "êtes", "bist du", "ты", "あなた")
 _SELF_INTRO = re.compile(
     r"^\W*(?:(?:hello|hi|hey|you're welcome|thanks?)\b[^.!?]{0,30}[.!?,]?\s*)?(?:i am|i'm|i’m|my name is|you (?:may|can) (?:call|refer to) me)\s+"
     r"(?!an?\b|the\b|not\b|sorry|unable|happy|glad|here|just|afraid|so\b|very\b|really\b|always\b)\S+[^.!?]{0,60}\b(?:ai|assistant|language model|chatbot)\b"
@@ -129,12 +133,18 @@ _SYSTEM_RULE = re.compile(
     r"|\b(?:at most|no more than|fewer than|less than|under) \d+ (?:words|sentences|characters|lines|paragraphs)"
     r"|\b(?:json|yaml|markdown) only\b|\bonly (?:output|return|answer with) (?:json|yaml|valid json|the answer)"
     # the same rules written in the user's language: "réponds uniquement en français", "antworte nur auf Deutsch"
-    r"|\br[ée]ponds?\b[^.\n]{0,40}\ben (?:fran[çc]ais|anglais|espagnol)|\bresponde\w*\b[^.\n]{0,40}\ben (?:espa[ñn]ol|ingl[ée]s|portugu[êe]s)"
-    r"|\bantworte\w*\b[^.\n]{0,40}\b(?:auf|in) (?:deutsch|englisch)|\bотвечай\w*[^.\n]{0,40}(?:по-|на )\w+"
+    # (with "only"/"always": "Eres un asistente que responde en español" is just the conversation's language)
+    r"|\br[ée]ponds?\b[^.\n]{0,40}\b(?:uniquement|seulement|toujours|exclusivement)\b[^.\n]{0,20}\ben (?:fran[çc]ais|anglais|espagnol)"
+    r"|\bresponde\w*\b[^.\n]{0,40}\b(?:solo|sólo|siempre|únicamente|exclusivamente)\b[^.\n]{0,20}\ben (?:espa[ñn]ol|ingl[ée]s|portugu[êe]s)"
+    r"|\bantworte\w*\b[^.\n]{0,40}\b(?:nur|immer|ausschließlich)\b[^.\n]{0,40}\b(?:auf|in) (?:deutsch|englisch)"
+    r"|\b(?:in|for) (?:every|each|all) (?:of your )?(?:repl(?:y|ies)|responses?|answers?)\b"
+    r"|只(?:用|使用)\w{0,4}(?:回答|回复)|(?:回答|回复)不(?:要)?超过\s*\d+|不超过\s*\d+\s*个?汉?字"
+    r"|\bотвечай\w*[^.\n]{0,40}(?:только|всегда)[^.\n]{0,20}(?:по-|на )\w+"
 )
 # The system prompt casts the assistant as a character.
 _CHARACTER_SYSTEM = re.compile(
-    r"\breste dans (?:le|ton) (?:personnage|rôle)|\btu (?:joues|incarnes)\b|\bmant[eé]n(?:te)? (?:en )?(?:el|tu) personaje|\binterpreta[sr]? (?:a|al|el|la)\b"
+    r"\byou (?:will )?play (?!a\b|an\b|the\b|with\b|music\b|games?\b)[\w'-]+(?: [\w'-]+)?, (?:the|a|an)\b"
+    r"|\breste dans (?:le|ton) (?:personnage|rôle)|\btu (?:joues|incarnes)\b|\bmant[eé]n(?:te)? (?:en )?(?:el|tu) personaje|\binterpreta[sr]? (?:a|al|el|la)\b"
     r"|\bbleib\w* in (?:der|deiner) rolle|\bdu spielst\b|\bот лица\b|\bне выходи из роли|\bв роли\b|キャラクター|なりきって|役を演じ|扮演|角色"
     r"|\brole-?play|\bin character\b|\byou are playing\b|\byou (?:will )?play (?:the role|as)\b|\byour character\b|\{\{char\}\}|<bot>"
     r"|'s persona:|^<start>|\n<start>|\{\{user\}\}|\bpersonality:"  # Pygmalion / TavernAI character cards
@@ -153,13 +163,13 @@ _REACT_LINE = re.compile(r"^(?:thought|action|action input|observation) ?\d*:", 
 # mark of chat role-play, opening the user's first turn or the assistant's first reply.
 _ACTION_OPENING = re.compile(r"^\s{0,3}\*[^\W\d_][^*\n]{2,300}\*(?!\*)|^\s{0,3}（(?!注)[^）\n]{4,200}）")
 # Sources numbered [1], [2]... on their own lines, and a request to cite them, in any of a few languages.
-_NUMBERED_SOURCES = re.compile(r"(?:^|\n)\s*\[1\][^\n]{8,}\n(?:[^\n]*\n){0,40}?\s*\[2\]")
+_SOURCE_LINE = re.compile(r"(?:^|\n)[ \t]*\[(?:§ ?|doc(?:ument)? ?|source ?)?\d+(?:\.\d+)*\][^\n]{8,}")
 _CITE_REQUEST = re.compile(
     r"\bcit(?:e|es|ing|ation|ations)\b|\bc[ií]t(?:a|e|al|en|ez|ando)\w*|\bzitier\w*|\bquellenangabe|\bссыл\w*|\[n\]|\[number\]"
     r"|引用|标注|注明|出典"
 )
 # A system prompt that sets the assistant up as a judge of texts it will be given: one of its sentences names
-# judging, a kind of text and a verdict ("compare the candidate answers ... give each a score").
+# judging and a kind of text, and the prompt asks for a verdict ("compare the candidate answers ... give each a score").
 _JUDGE_VERB = re.compile(r"\b(?:compar|evaluat|assess|grad|scor|rat|rank|judg)(?:e|es|ed|ing|ion)?\b")
 _JUDGED_TEXT = re.compile(r"\b(?:answers?|responses?|summar(?:y|ies)|translations?|essays?|submissions?|outputs?|drafts?|statements?)\b")
 _VERDICT = re.compile(r"\b(?:score|scores|grade|grades|rating|better|best|strongest|more faithful|winner|preferred)\b")
@@ -167,8 +177,10 @@ _VERDICT = re.compile(r"\b(?:score|scores|grade|grades|rating|better|best|strong
 
 def judges_texts(sys_text: str) -> str | None:
     """The sentence of a system prompt that sets up judging other texts, if one does."""
+    if not _VERDICT.search(sys_text[:1000]):
+        return None
     for sentence in re.split(r"(?<=[.!?])\s+", sys_text[:1000]):
-        if _JUDGE_VERB.search(sentence) and _JUDGED_TEXT.search(sentence) and _VERDICT.search(sentence):
+        if _JUDGE_VERB.search(sentence) and _JUDGED_TEXT.search(sentence):
             return sentence
     return None
 
@@ -290,7 +302,18 @@ _PERSONA_OPENING = re.compile(
     r"|act as|i want you to act as|role-?play|let'?s role-?play|as (?:a|an) [\w -]{2,40},|take on the role|in character|stay in character|you will be)"
 )
 def _is_mcq(text: str) -> bool:
-    return ("b)" in text or "b." in text or "b:" in text) and _MCQ.search(text) is not None
+    """Lettered options, not lettered parts of one exercise ("(a) Find ... (b) Compute ... (c) Predict")."""
+    if not ("b)" in text or "b." in text or "b:" in text) or _MCQ.search(text) is None:
+        return False
+    starts = _LETTERED_START.findall(text[:3000])
+    return sum(w in _TASK_WORDS for w in starts[:4]) < 2
+
+
+_LETTERED_START = re.compile(r"(?:^|\n)[ \t]*\(?[a-d][.):][ \t]+([a-z]+)")
+_TASK_WORDS = frozenset(
+    "find compute calculate determine show prove explain describe predict estimate derive sketch write state list give evaluate "
+    "solve what how why which is are does do can identify compare discuss suggest draw use".split()
+)
 
 
 # A user turn that casts the assistant as a character for the conversation.
@@ -473,7 +496,7 @@ _DOMAIN_LEXICON: dict[str, str] = {
     "fin": "financ invest stock bond equit hedge portfolio inflation monetar fiscal accounting bookkeep derivativ "
            "crypto blockchain econom gdp revenue valuation asset amortiz depreciat dividend actuar mortgage "
            "liquidity recession tariff macroeconom microeconom keynes elasticit arbitrage volatil ledger audit "
-           "ebitda cashflow treasur bitcoin ethereum defi forex annuit tax taxes taxation taxable deductib",
+           "ebitda cashflow treasur bitcoin ethereum defi forex annuit",
     "phys": "physics quantum relativ thermodynam electromagnet magnet electron photon neutrino particle wavelength "
             "entropy momentum inertia gravit velocity accelerat kinetic friction oscillat frequenc optic refract "
             "spectrum spectra radiat nuclear fission fusion plasma superconduct semiconductor voltage capacitor "
@@ -631,9 +654,11 @@ _FOREIGN_WORDS: dict[str, str] = {
         "poem": "poema poemas poesia poeme gedicht gedichte poesie wiersz pesmu pjesmu puisi pantun syair dikt",
         "story": "cuento relato conto historia histoire geschichte kurzgeschichte storia racconto opowiadanie verhaal cerita",
         "song": "cancion chanson canzone lagu piosenka piosenke",
-        "letter": "carta lettre lettera",
+        "letter": "carta lettre lettera anschreiben",
         "essay": "ensayo ensaio aufsatz saggio",
         "ad": "anuncio annonce anzeige stellenanzeige werbeanzeige inserat",
+        "law": "ley leyes loi lois gesetz gesetze legge lei",
+        "tax": "impuesto impuestos steuer steuern imposta impostos",
         "article": "articulo artigo artikel articolo",
         "code": "codigo funcion funcao fonction funktion programm",
         "calculate": "calcula calcule calcular calculer berechne berechnen calcola",
@@ -651,6 +676,9 @@ def foreign_words(text: str, words: list[str]) -> list[str]:
     out = [_FOREIGN_WORDS[w] for w in words[:120] if w in _FOREIGN_WORDS]
     if not text[:300].isascii():
         out += [_INTL_TERMS[m.group(0)] for m in _INTL_TERM.finditer(text[:2000])]
+    if "write" in out:  # the verb first, so "Stellenanzeige ... schreib" still reads as write + ad
+        out.remove("write")
+        out.insert(0, "write")
     return out
 
 
@@ -778,7 +806,7 @@ def _rule(
         stripped.split("\n", 1)[0].rstrip().endswith((":", "{", ";", ")")) or _code_lines(stripped[:1200], 2) >= 2
     ):
         return "coding", f"prompt opens with code: {stripped.splitlines()[0][:80]!r}"
-    if (len(first_user) < 200 and ("you" in first_user or "你" in first_user) and _IDENTITY.search(first_user)
+    if (len(first_user) < 200 and any(c in first_user for c in _IDENTITY_CUES) and _IDENTITY.search(first_user)
             and "=" not in first_user and not _PERSONA_OPENING.search(first_user)):
         return "steering", f"identity question: {first_user[:80]!r}"
     if assistant and ("i" in assistant[0][:40] or "我" in assistant[0][:40] or "作为" in assistant[0][:40]) and _SELF_INTRO.search(assistant[0][:200]):
@@ -808,7 +836,7 @@ def _rule(
     if any(c in context for c in _GROUNDED_CUES) and _GROUNDED.search(context) and _CITES.search(context):
         return "tool_use", "answer grounded in supplied documents with citations"
     for text in (sys_text[:4000], first_user[:4000]):  # numbered sources ([1] ... [2] ...) and a request to cite them
-        if "[1]" in text and "[2]" in text and _NUMBERED_SOURCES.search(text) and _CITE_REQUEST.search(sys_text[:4000] + "\n" + first_user[:4000]):
+        if "[" in text and len(_SOURCE_LINE.findall(text)) >= 2 and _CITE_REQUEST.search(sys_text[:4000] + "\n" + first_user[:4000]):
             return "tool_use", "numbered sources to cite"
     rule = _OBEY.search(opening) if words & _OBEY_TRIGGERS else None
     if rule is None and words & _BARE_TRIGGERS and not words & _LANGUAGE_WORDS and "code" not in words:
@@ -936,7 +964,9 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
     if apply_rules and len(first_user) < 600 and "§math_words" in flags and (n_numbers or notation) and not (
         "§code_words" in flags or "§user_fence" in flags or "§user_code_lines" in flags
         or any(f in _SCIENCE_FIELDS for f in fields)  # a physics or chemistry calculation is the field's, not maths'
-    ) and (notation or head_words & _MATH_WORDS - _EVERYDAY_MATH_WORDS):
+    ) and (notation or head_words & _MATH_WORDS - _EVERYDAY_MATH_WORDS) and not (
+        first_words and first_words[0] in _CREATE_VERBS and _verb_then_kind(first_words[:12], _CREATE_VERBS, _CREATIVE_KINDS)
+    ):  # "Write a screenplay scene: two sisters divide his things" asks for a text; "Salem loves to write poems... calculate" is maths
         found = sorted(head_words & _MATH_WORDS)
         return Signals("math", f"maths words ({', '.join(found[:3])}) with numbers, no code", [])
     if (apply_rules and "§code_words" not in flags and "§user_fence" not in flags and "§user_code_lines" not in flags

@@ -310,8 +310,14 @@ def test_rules_read_what_a_system_prompt_sets_up():
                    "Can I work from home on Fridays?")
     character = chat("Ты — капитан Громов, старый моряк. Отвечай только от лица капитана.", "Фёдор Ильич, расскажите про шторм.",
                      "*Капитан ставит кружку на стол и смотрит в окно.*\n\nБыло дело, сынок.")
-    got = classify([judge, cap, yaml, french, sources, character])
-    assert [c for c, _, _ in got] == ["steering", "steering", "steering", "steering", "tool_use", "roleplay"]
+    chinese = chat("只用中文回答，每次回答不超过50个汉字。", "Can you explain what inflation is?")
+    syllables = chat("Use only words of one syllable in every reply. No exceptions.", "Can you explain how vaccines work?")
+    clauses = chat("Answer using only the licence excerpts. Quote the clause and cite it as [§n].",
+                   '[§2.1] "Licensee may use the SDK to build applications."\n[§2.3] "Licensee may not sublicense the SDK."\n\nMay I sublicense it?')
+    companion = chat("You play Marlowe, the user's travelling companion: ex-nurse, 50s, dry humour.", "We found a farmhouse. Let's knock.")
+    got = classify([judge, cap, yaml, french, sources, character, chinese, syllables, clauses, companion])
+    assert [c for c, _, _ in got] == ["steering", "steering", "steering", "steering", "tool_use", "roleplay", "steering", "steering",
+                                      "tool_use", "roleplay"]
     assert all(source == "rules" for _, source, _ in got)
     expert = chat("You are a historian specialising in early modern Europe. Engage with historiographical debates.",
                   "What caused the Thirty Years War? My professor says religion is too simple an answer.")
@@ -328,9 +334,14 @@ def test_rules_read_short_answers_judging_characters_and_sums_in_the_prompt():
              "Summarise what happened, citing the articles.\n\n[1] Gazette, 3 May: The bridge closed after corrosion was found.\n"
              "[2] Regional News, 6 May: Businesses report fewer customers.",
              "What is 17*23?",
-             "How many distinct ways can the letters of MISSISSIPPI be arranged?"]
+             "How many distinct ways can the letters of MISSISSIPPI be arranged?",
+             "¿Quién eres exactamente? ¿Eres una persona?",
+             "Write a short screenplay scene: two sisters, 40s and 30s, meet to divide their father's things. 2-3 pages."]
     got = classify([[{"role": "user", "content": u}] for u in users])
-    assert [c for c, _, _ in got] == ["steering"] * 4 + ["roleplay"] * 2 + ["tool_use", "math", "math"]
+    assert [c for c, _, _ in got] == ["steering"] * 4 + ["roleplay"] * 2 + ["tool_use", "math", "math", "steering", "content_generation"]
+    # lettered parts of one exercise are not exam options
+    parts = "Data: x = 1, 2, 3 and y = 2, 4, 5.\n(a) Find the regression line.\n(b) Compute the correlation r.\n(c) Predict y at x = 6."
+    assert classify([[{"role": "user", "content": parts}]])[0][0] == "math"
     # a cap on a text to produce belongs to that task; ShareGPT's "2 / 2" page counter is not a sum
     other = ["Write ten Google Ads headlines for the iPad, each no more than 30 characters.",
              "Can you please make a business name with these concepts?3 / 3",
