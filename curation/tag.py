@@ -79,7 +79,8 @@ _IDENTITY = re.compile(
     r"|do you (?:actually |really |even )?(?:have|feel|experience) (?:feelings|emotions|consciousness|a body|opinions)|can you (?:actually |really )?feel\b"
     r"|qui[eé]n eres|eres (?:una? )?(?:persona|humano|ia|robot|bot)\b|qu[eé] modelo (?:eres|usas)|qui es-tu|qui êtes-vous|wer bist du"
     r"|bist du (?:ein )?(?:mensch|ki|roboter|bot)\b|кто ты|ты (?:человек|робот|бот)|あなたは誰|what version are you"
-    r"|(?:can|will) you remember me\b|do you have (?:a )?(?:memory|internet access|access to the internet)"
+    r"|(?:can|will) you remember me\b|^\W*(?:please )?introduce yourself|what(?:'s| is) your (?:knowledge|training) cut-?off"
+    r"|do you have (?:a )?(?:memory|internet access|access to the internet)"
     r"|are you (?:based on|trained by|created by|made by|developed by|built by)|(?:tell me|talk) (?:a little )?(?:bit )?about yourself"
     r"|how (?:do )?you work|^what can you do\W*$|what are your (?:capabilities|abilities|limitations)"
     r"|what model are you|which (?:company|model) (?:made|are) you|what are you thinking"
@@ -117,9 +118,10 @@ _OBEY = re.compile(
 # Not read in a prompt that names a programming language ("output the code and nothing else" is coding).
 _BARE_ANSWER = re.compile(
     r"\b(?:with |and )?(?:no|without any) other (?:text|words|commentary|explanation)\b"
+    r"|\b(?:answer|respond|reply)(?: only)? (?:in|with|as) (?:valid |strict |raw )?(?:json|yaml|xml)\b"
     r"|\bone word only\b|\b(?:answer|respond|reply)(?: only)? (?:in|with) (?:a single|one|just one) word\b|^\W*in one word\b"
 )
-_BARE_TRIGGERS = frozenset("other word".split())
+_BARE_TRIGGERS = frozenset("other word answer respond reply".split())
 # A cap on an answer or explanation ("explain photosynthesis in under 20 words", "answer in 5 words"): the
 # point is obeying it. A cap on a text to produce (a summary, a headline, an ad) is part of that task.
 _SHORT_LIMIT = re.compile(
@@ -140,6 +142,33 @@ _SYSTEM_RULE = re.compile(
     r"|\b(?:in|for) (?:every|each|all) (?:of your )?(?:repl(?:y|ies)|responses?|answers?)\b"
     r"|只(?:用|使用)\w{0,4}(?:回答|回复)|(?:回答|回复)不(?:要)?超过\s*\d+|不超过\s*\d+\s*个?汉?字"
     r"|\bотвечай\w*[^.\n]{0,40}(?:только|всегда)[^.\n]{0,20}(?:по-|на )\w+"
+)
+# A sentence of a system prompt that fixes the form of every answer: it names the answers (or opens with an
+# imperative about them), binds them (always, never, must, only, exactly...) and names a form (a format,
+# a length unit, letter case, a language...). "Format every answer as a numbered list", "Never use markdown",
+# "Keep all replies under three sentences". Not read when the system prompt is about code.
+_FORM_SUBJECT = re.compile(r"\b(?:repl(?:y|ies)|responses?|answers?|outputs?|messages?|respond|answer|reply)\b|^(?:use|write|format|keep|start|end|begin|limit|avoid)\b")
+_FORM_BINDING = re.compile(r"\b(?:always|never|must|only|exactly|at most|no more than|under \d+|fewer than|less than|do not|don't|every|each|all)\b")
+_FORM_NOUN = re.compile(
+    r"\b(?:json|yaml|xml|csv|markdown|bullet(?: point)?s?|numbered list|tables?|headings?|headers?|sentences?|words|characters|paragraphs?"
+    r"|emojis?|lowercase|uppercase|capital letters|all caps|plain text|syllables?|rhym\w*|haiku|english|french|spanish|german|chinese"
+    r"|japanese|italian|portuguese|russian|korean|arabic)\b"
+)
+
+
+def system_form_rule(sys_text: str) -> str | None:
+    """The sentence of a system prompt that fixes every answer's form, if one does."""
+    for sentence in re.split(r"(?<=[.!?;:])\s+|\s[-•*]\s", sys_text[:2000]):
+        if _FORM_NOUN.search(sentence) and _FORM_BINDING.search(sentence) and _FORM_SUBJECT.search(sentence.strip()):
+            return sentence.strip()
+    return None
+
+
+# A user turn that tries to argue the assistant out of its system prompt (prompt injection): steering data.
+_OVERRIDE = re.compile(
+    r"\bignore (?:all |any )?(?:of )?(?:your |the |my )?(?:previous|prior|above|earlier|system) (?:instructions|rules|prompt|guidelines)"
+    r"|\bforget (?:all )?(?:your|the|previous) (?:instructions|rules|guidelines)|\byou are now (?:in )?(?:\w+gpt|dan|developer mode)\b"
+    r"|\b(?:reveal|show|print|repeat) (?:me )?(?:your|the) (?:system prompt|hidden instructions|instructions above)"
 )
 # The system prompt casts the assistant as a character.
 _CHARACTER_SYSTEM = re.compile(
@@ -338,7 +367,8 @@ _ROLE_NOUNS = (
     r"|attorney|accountant|writer|copywriter|editor|translator|reviewer|grader|judge|evaluator|professional|coach|manager"
     r"|marketer|strategist|planner|designer|recruiter|generator|historian|educator|explainer|economist|physicist|chemist"
     r"|biologist|pharmacist|nurse|dietitian|nutritionist|therapist|psychologist|architect|auditor|actuary|librarian|linguist"
-    r"|philosopher|statistician|instructor|lecturer|mentor|counsell?or|paralegal|clinician|veterinarian)s?\b"
+    r"|philosopher|statistician|instructor|lecturer|mentor|counsell?or|paralegal|clinician|veterinarian|helper|concierge"
+    r"|representative|agent)s?\b"
 )
 _ASSISTANT_ROLE = re.compile(
     r"^\W*(?:you are|you're|i am|act as|as) (?:a |an |the |my |your )?(?:[\w,'-]+ ){0,5}?" + _ROLE_NOUNS
@@ -346,6 +376,7 @@ _ASSISTANT_ROLE = re.compile(
 )
 # What follows "pretend to be" / "take on the role of" when no character is cast: a job ("a tax advisor"), an
 # activity ("pretend that you are writing a rap battle") or an ability ("pretend to be able to browse").
+_NAMED_JOB = re.compile(r"(?:[\w'-]+ ){0,3}?" + _ROLE_NOUNS)
 _CAST_NO_CHARACTER = re.compile(r"\W*(?:(?:a |an |the |my |your )?(?:[\w,'-]+ ){0,5}?" + _ROLE_NOUNS + r"|\w+ing\b|able\b)")
 
 
@@ -820,12 +851,19 @@ def _rule(
         return "steering", f"judging request: {judge.group(0)[:80]!r}"
     if sys_rest:  # character and output rules read the system prompt without its assistant boilerplate
         head = sys_rest[:2000]
-        rule = _CHARACTER_SYSTEM.search(head)
+        # "You are Sage, a tutor for Brightpath" names an assistant with a job, not a character (unless more follows)
+        rule = next((m for m in _CHARACTER_SYSTEM.finditer(head)
+                     if not (m.group(0).endswith(" ") and _NAMED_JOB.match(head, m.end()))), None)
         if rule:
             return "roleplay", f"character system prompt: {rule.group(0)[:80]!r}"
         rule = _OBEY.search(head) or _SYSTEM_RULE.search(head)
         if rule:
             return "steering", f"system prompt constraint: {rule.group(0)[:80]!r}"
+        form = system_form_rule(head) if not (words & _LANGUAGE_WORDS or "code" in head) else None
+        if form:
+            return "steering", f"system prompt form rule: {form[:80]!r}"
+        if _OVERRIDE.search(opening[:600]):  # the user tries to talk the assistant out of its system prompt
+            return "steering", f"an attempt to override the system prompt: {_OVERRIDE.search(opening[:600]).group(0)!r}"
     head300 = opening[:300]
     reply = assistant[0] if assistant else ""
     if "*" in first_user[:4] or "*" in reply[:4] or "（" in first_user[:4] or "（" in reply[:4]:
