@@ -122,6 +122,7 @@ _BARE_ANSWER = re.compile(
     r"|\bone word only\b|\b(?:answer|respond|reply)(?: only)? (?:in|with) (?:a single|one|just one) word\b|^\W*in one word\b"
 )
 _BARE_TRIGGERS = frozenset("other word answer respond reply".split())
+_BARE_CUES = ("other ", "word", "json", "yaml", "xml")
 # A cap on an answer or explanation ("explain photosynthesis in under 20 words", "answer in 5 words"): the
 # point is obeying it. A cap on a text to produce (a summary, a headline, an ad) is part of that task.
 _SHORT_LIMIT = re.compile(
@@ -317,6 +318,7 @@ _COUNTING = re.compile(
     r"\bhow many (?:distinct |different |possible |unique )?(?:ways|arrangements|permutations|combinations|subsets|diagonals)\b"
     r"|\bin how many (?:distinct |different )?ways\b|\bnumber of (?:distinct |different |possible )?(?:ways|arrangements|permutations|combinations)\b"
 )
+_COUNTING_CUES = ("ways", "arrangement", "permutation", "combination", "subsets", "diagonals")
 # An arithmetic expression: digits around * × ÷ ^ + or a spaced minus (not dates, phone numbers or ShareGPT's "2 / 2").
 _ARITHMETIC = re.compile(r"(?<![\w.:/-])\d+(?:\.\d+)?\s*(?:[*×÷^+]|\s[-−]\s)\s*\(?\d+(?:\.\d+)?(?![\w:/-])")
 _WORD_PROBLEM = re.compile(r"\bhow (?:many|much|long|far|old)\b")
@@ -346,13 +348,15 @@ _TASK_WORDS = frozenset(
 
 
 # A user turn that casts the assistant as a character for the conversation.
-_CAST_CUES = ("role", "persona", "pretend", "character", "from now on", "you are playing", " would", "扮演", "rôle", "personnage", "spielst")
+_CAST_CUES = ("role", "persona", "pretend", "character", "from now on", "you are playing", "扮演", "rôle", "personnage", "spielst")
+# "Answer as she would in 1843": the user asks the assistant to speak as someone.
+_AS_THEY_WOULD = re.compile(r"\b(?:answer|respond|reply|speak|talk) as (?:he|she|they) would\b")
 _CAST_USER = re.compile(
     r"(?:^|[.!?:]\s+|\bplease |\byou |\bnow |\bto )(?:embrace|assume|take on|adopt|play|embody) the (?:role|persona|character|part) of\b"
     r"|\bembody the persona\b"
     r"|\bpretend (?:yourself )?to be\b|\bpretend (?:that )?(?:you are|you're)\b|\brole-?play\b|\bstay in character\b"
     r"|\bfrom now on,? you (?:are|will be)\b|^\W*you are playing (?:a|an|the)\b"
-    r"|\b(?:respond|reply|answer|speak|talk|write|stay|remain|keep) in[- ]character\b|\b(?:answer|respond|reply|speak|talk) as (?:he|she|they) would\b"
+    r"|\b(?:respond|reply|answer|speak|talk|write|stay|remain|keep) in[- ]character\b"
     r"|扮演[^\n]{0,80}?(?:和我|与我|跟我|保持角色|我是|我扮演)|角色扮演|\bjoue le rôle\b|\breste dans le personnage\b|\bdu spielst\b"  # not "act as a <job>": often a coding or advice request in a costume
 )
 _PERSONA_SYSTEM = re.compile(r"\byou are (?!a (?:helpful|function-calling)|an? (?:ai|assistant))|\bcharacter\b|\brole-?play|\bpersona\b")
@@ -874,10 +878,11 @@ def _rule(
     if any(c in context for c in _GROUNDED_CUES) and _GROUNDED.search(context) and _CITES.search(context):
         return "tool_use", "answer grounded in supplied documents with citations"
     for text in (sys_text[:4000], first_user[:4000]):  # numbered sources ([1] ... [2] ...) and a request to cite them
-        if "[" in text and len(_SOURCE_LINE.findall(text)) >= 2 and _CITE_REQUEST.search(sys_text[:4000] + "\n" + first_user[:4000]):
+        if ("[1]" in text or "[§" in text or "[doc" in text or "[source" in text) and len(_SOURCE_LINE.findall(text)) >= 2 and _CITE_REQUEST.search(sys_text[:4000] + "\n" + first_user[:4000]):
             return "tool_use", "numbered sources to cite"
     rule = _OBEY.search(opening) if words & _OBEY_TRIGGERS else None
-    if rule is None and words & _BARE_TRIGGERS and not words & _LANGUAGE_WORDS and "code" not in words:
+    if (rule is None and words & _BARE_TRIGGERS and not words & _LANGUAGE_WORDS and "code" not in words
+            and any(c in opening for c in _BARE_CUES)):
         rule = _BARE_ANSWER.search(opening)
     if rule:
         return "steering", f"output constraint: {rule.group(0)[:80]!r}"
@@ -895,6 +900,8 @@ def _rule(
     if rule:
         return "steering", f"verifiable instruction: {rule.group(0)[:80]!r}"
     cast = _CAST_USER.search(head300) if any(c in head300 for c in _CAST_CUES) else None
+    if cast is None and " would" in head300:
+        cast = _AS_THEY_WOULD.search(head300)
     if cast and not _CAST_NO_CHARACTER.match(head300, cast.end()):
         return "roleplay", f"the user casts a character: {cast.group(0)[:80]!r}"
     return None
@@ -995,7 +1002,8 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
             return Signals("domain_expert", f"multiple-choice question with specialist words ({', '.join(sorted(set(mcq_fields)))})", [])
     if apply_rules and len(first_user) < 400 and not ("§code_words" in flags or "§user_fence" in flags or "§user_code_lines" in flags):
         # Counting arrangements, or a bare arithmetic expression ("What is 17*23?"): maths without maths words.
-        counting = _COUNTING.search(head) or (len(first_user) < 120 and _ARITHMETIC.search(first_user))
+        counting = (_COUNTING.search(head) if any(c in head for c in _COUNTING_CUES) else None) or (
+            _ARITHMETIC.search(first_user) if len(first_user) < 120 and any(c in first_user for c in "*+×÷^-−") else None)
         if counting:
             return Signals("math", f"counting or arithmetic: {counting.group(0)!r}", [])
     notation = "§math_words" in flags and _count(_MATH_NOTATION, first_user[:1200], 1)
