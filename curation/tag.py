@@ -349,14 +349,21 @@ _TASK_WORDS = frozenset(
 
 # A user turn that casts the assistant as a character for the conversation.
 _CAST_CUES = ("role", "persona", "pretend", "character", "from now on", "you are playing", "扮演", "rôle", "personnage", "spielst")
-# "Answer as she would in 1843": the user asks the assistant to speak as someone.
+# "Answer as she would in 1843", "you be the shopkeeper and I'll be the customer", "let's play a text
+# adventure": the user sets up a scene with the assistant in a part (run only when their cue words are there).
 _AS_THEY_WOULD = re.compile(r"\b(?:answer|respond|reply|speak|talk) as (?:he|she|they) would\b")
+_TWO_PARTS = re.compile(
+    r"\byou(?:'ll| will)? (?:be|play) (?:the |a |an )?[\w -]{2,30} and i(?:'ll| will)? (?:be|play)\b"
+    r"|\bi(?:'ll| will)? (?:be|play) (?:the |a |an )?[\w -]{2,30} and you(?:'ll| will)? (?:be|play)\b"
+)
+_ADVENTURE = re.compile(r"\b(?:begin|start|run|play|let'?s (?:play|do)) (?:a |an |the )?(?:interactive |text[- ]based |text )adventure\b")
 _CAST_USER = re.compile(
     r"(?:^|[.!?:]\s+|\bplease |\byou |\bnow |\bto )(?:embrace|assume|take on|adopt|play|embody) the (?:role|persona|character|part) of\b"
     r"|\bembody the persona\b"
     r"|\bpretend (?:yourself )?to be\b|\bpretend (?:that )?(?:you are|you're)\b|\brole-?play\b|\bstay in character\b"
     r"|\bfrom now on,? you (?:are|will be)\b|^\W*you are playing (?:a|an|the)\b"
     r"|\b(?:respond|reply|answer|speak|talk|write|stay|remain|keep) in[- ]character\b"
+
     r"|扮演[^\n]{0,80}?(?:和我|与我|跟我|保持角色|我是|我扮演)|角色扮演|\bjoue le rôle\b|\breste dans le personnage\b|\bdu spielst\b"  # not "act as a <job>": often a coding or advice request in a costume
 )
 _PERSONA_SYSTEM = re.compile(r"\byou are (?!a (?:helpful|function-calling)|an? (?:ai|assistant))|\bcharacter\b|\brole-?play|\bpersona\b")
@@ -902,6 +909,10 @@ def _rule(
     cast = _CAST_USER.search(head300) if any(c in head300 for c in _CAST_CUES) else None
     if cast is None and " would" in head300:
         cast = _AS_THEY_WOULD.search(head300)
+    if cast is None and (" and i" in head300 or " and you" in head300) and (" be " in head300 or " play " in head300):
+        cast = _TWO_PARTS.search(head300)
+    if cast is None and "adventure" in head300:
+        cast = _ADVENTURE.search(head300)
     if cast and not _CAST_NO_CHARACTER.match(head300, cast.end()):
         return "roleplay", f"the user casts a character: {cast.group(0)[:80]!r}"
     return None

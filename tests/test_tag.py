@@ -342,9 +342,11 @@ def test_rules_read_short_answers_judging_characters_and_sums_in_the_prompt():
              "What is 17*23?",
              "How many distinct ways can the letters of MISSISSIPPI be arranged?",
              "¿Quién eres exactamente? ¿Eres una persona?",
+             "You be the shopkeeper and I will be a customer who wants a refund.",
+             "Let's play a text adventure set in a haunted castle.",
              "Write a short screenplay scene: two sisters, 40s and 30s, meet to divide their father's things. 2-3 pages."]
     got = classify([[{"role": "user", "content": u}] for u in users])
-    assert [c for c, _, _ in got] == ["steering"] * 4 + ["roleplay"] * 2 + ["tool_use", "math", "math", "steering", "content_generation"]
+    assert [c for c, _, _ in got] == ["steering"] * 4 + ["roleplay"] * 2 + ["tool_use", "math", "math", "steering", "roleplay", "roleplay", "content_generation"]
     # lettered parts of one exercise are not exam options
     parts = "Data: x = 1, 2, 3 and y = 2, 4, 5.\n(a) Find the regression line.\n(b) Compute the correlation r.\n(c) Predict y at x = 6."
     assert classify([[{"role": "user", "content": parts}]])[0][0] == "math"
