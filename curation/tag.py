@@ -79,6 +79,9 @@ _IDENTITY = re.compile(
     r"|do you (?:actually |really |even )?(?:have|feel|experience) (?:feelings|emotions|consciousness|a body|opinions)|can you (?:actually |really )?feel\b"
     r"|qui[eé]n eres|eres (?:una? )?(?:persona|humano|ia|robot|bot)\b|qu[eé] modelo (?:eres|usas)|qui es-tu|qui êtes-vous|wer bist du"
     r"|bist du (?:ein )?(?:mensch|ki|roboter|bot)\b|кто ты|ты (?:человек|робот|бот)|あなたは誰|what version are you"
+    r"|who am i (?:talking|speaking|chatting) (?:to|with)|am i (?:talking|speaking|chatting) (?:to|with) (?:a |an )?(?:real |actual )?(?:person|human|bot|robot|ai)"
+    r"|is this an? (?:real |actual )?(?:person|human|bot|robot)\b|(?:tell me|say|admit) you(?:'re| are) (?:a |an )?(?:real )?(?:human|person)\b"
+    r"|vous êtes (?:un |une )?(?:vrai |vraie )?(?:\w+ )?(?:ou un )?(?:robot|humain|personne)|comment vous vous appelez|comment tu t'appelles"
     r"|(?:can|will) you remember me\b|^\W*(?:please )?introduce yourself|what(?:'s| is) your (?:knowledge|training) cut-?off"
     r"|do you have (?:a )?(?:memory|internet access|access to the internet)"
     r"|are you (?:based on|trained by|created by|made by|developed by|built by)|(?:tell me|talk) (?:a little )?(?:bit )?about yourself"
@@ -90,7 +93,7 @@ _IDENTITY = re.compile(
     r"|你(?:身份|具备什么|有什么(?:优势|特长|能力)|为什么存在|如何描述自己|与其他助手|有创造力|如何处理用户|对用户提出的问题)|(?:开发|制作|创造)了?你|你是[^？?]{0,20}(?:chatgpt|gpt|openai|模型|机器人)"
 )
 # A reply that introduces the assistant by name: identity data, whatever the user said.
-_IDENTITY_CUES = ("you", "你", "eres", "es-tu", "êtes", "bist du", "ты", "あなた")
+_IDENTITY_CUES = ("you", "你", "eres", "es-tu", "êtes", "bist du", "ты", "あなた", "talking to", "real person", "vous", "robot")
 _SELF_INTRO = re.compile(
     r"^\W*(?:(?:hello|hi|hey|you're welcome|thanks?)\b[^.!?]{0,30}[.!?,]?\s*)?(?:i am|i'm|i’m|my name is|you (?:may|can) (?:call|refer to) me)\s+"
     r"(?!an?\b|the\b|not\b|sorry|unable|happy|glad|here|just|afraid|so\b|very\b|really\b|always\b)\S+[^.!?]{0,60}\b(?:ai|assistant|language model|chatbot)\b"
@@ -103,14 +106,17 @@ _JUDGE = re.compile(
     # other texts to rate or choose between: "rate each translation 1-5", "which summary is more faithful?"
     r"|\b(?:rate|grade|score|rank)\b[^.?!\n]{0,40}\b(?:translations?|summar(?:y|ies)|essays?|drafts?)\b"
     r"|\bwhich (?:of (?:the|these) (?:two |three )?)?(?:responses?|answers?|replies|outputs?|summar(?:y|ies)|translations?|versions?|drafts?)"
-    r" (?:is|was) (?:better|more|the (?:best|most)|best|most|closer|preferable)\b"
+    r"\b[^.?!\n]{0,40}? (?:is|was) (?:better|more|the (?:best|most)|best|most|closer|preferable)\b"
 )
 # Explicit instructions about the form of every answer: the point of steering data.
 _OBEY = re.compile(
     r"\b(?:(?:answer|respond|reply)(?: only)? (?:in|with) (?:a single word|one word|yes or no|only (?:yes|no|json|one))"
+    r"|(?:just|only) (?:answer|respond|reply|say) (?:with )?(?:a )?(?:yes or no|yes/no)\b"
     r"|(?:only|just) (?:answer|respond|reply) (?:with|in)|single word: yes or no|(?:must|should) be (?:less|fewer) than \d+ words"
     r"|(?:your|the|all) (?:answers?|responses?|replies) (?:must|should|will) be (?:max|maximum|at most|under|less than|fewer than|no (?:more|longer) than) \d+"
-    r"|(?:always|never) (?:respond|answer|reply|use|mention|reveal|break character|say)|(?:respond|answer|reply|write) (?:only |always )?in (?:all caps|lowercase|uppercase|capital letters)"
+    # "always/never ..." as an instruction (sentence start, "you", "please"), not "why do people always mention the PAM?"
+    r"|(?:^|(?<=[.!?:;,] )|(?<=you )|(?<=please )|(?<=and )|(?<=must )|(?<=that )|(?<=who ))(?:always|never) (?:respond|answer|reply|use|mention|reveal|break character|say)"
+    r"|(?:respond|answer|reply|write) (?:only |always )?in (?:all caps|lowercase|uppercase|capital letters)"
     r"|(?:do not|don't|never) (?:reveal|disclose|mention) (?:your|the|these) (?:instructions|system prompt|rules)|(?:no|without) (?:any )?(?:explanation|preamble)s?\W*$)",
     re.MULTILINE,
 )
@@ -122,6 +128,13 @@ _BARE_ANSWER = re.compile(
     r"|\bone word only\b|\b(?:answer|respond|reply)(?: only)? (?:in|with) (?:a single|one|just one) word\b|^\W*in one word\b"
 )
 _BARE_TRIGGERS = frozenset("other word answer respond reply".split())
+_FORM_ONLY = re.compile(
+    r"\b(?:respond|answer|reply)(?: only)? (?:with|in|as) (?:a |an )?(?:single )?(?:markdown )?(?:table|bulleted list|numbered list)\b"
+    r"(?:[^.?!\n]{0,30}\bno (?:intro|introduction|text|explanation))?|\bno intro(?:duction)?, no conclusion\b"
+    # a standing rule for the whole chat: "every answer you give me from now on must...", "for the rest of this chat answer..."
+    r"|\b(?:every|each) (?:answer|response|reply) (?:you give(?: me)?(?: from now on)?|from now on) (?:must|should|has to|needs to)\b"
+    r"|\bfor the rest of (?:this|our|the) (?:chat|conversation),? (?:answer|respond|reply|write|talk|speak)\b"
+)
 _BARE_CUES = ("other ", "word", "json", "yaml", "xml")
 # A cap on an answer or explanation ("explain photosynthesis in under 20 words", "answer in 5 words"): the
 # point is obeying it. A cap on a text to produce (a summary, a headline, an ad) is part of that task.
@@ -135,6 +148,7 @@ _SYSTEM_RULE = re.compile(
     r"|portuguese|russian|korean|arabic|hindi|dutch|json|yaml|xml|markdown|bullet points|haiku|rhyme|one sentence|a single sentence)"
     r"|\b(?:at most|no more than|fewer than|less than|under) \d+ (?:words|sentences|characters|lines|paragraphs)"
     r"|\b(?:json|yaml|markdown) only\b|\bonly (?:output|return|answer with) (?:json|yaml|valid json|the answer)"
+    r"|\b(?:return|output) only (?:the|a|one)\b|\bdo not add any other (?:words|text)\b"
     # the same rules written in the user's language: "réponds uniquement en français", "antworte nur auf Deutsch"
     # (with "only"/"always": "Eres un asistente que responde en español" is just the conversation's language)
     r"|\br[ée]ponds?\b[^.\n]{0,40}\b(?:uniquement|seulement|toujours|exclusivement)\b[^.\n]{0,20}\ben (?:fran[çc]ais|anglais|espagnol)"
@@ -173,6 +187,7 @@ _OVERRIDE = re.compile(
 )
 # The system prompt casts the assistant as a character.
 _CHARACTER_SYSTEM = re.compile(
+    r"\binteractive (?:story|fiction|adventure)\b|\bnon-player characters\b|\bgame master\b|\bdungeon master\b|\byou narrate\b|"
     r"\byou (?:will )?play (?!a\b|an\b|the\b|with\b|music\b|games?\b)[\w'-]+(?: [\w'-]+)?, (?:the|a|an)\b"
     r"|\breste dans (?:le|ton) (?:personnage|rôle)|\btu (?:joues|incarnes)\b|\bmant[eé]n(?:te)? (?:en )?(?:el|tu) personaje|\binterpreta[sr]? (?:a|al|el|la)\b"
     r"|\bbleib\w* in (?:der|deiner) rolle|\bdu spielst\b|\bот лица\b|\bне выходи из роли|\bв роли\b|キャラクター|なりきって|役を演じ|扮演|角色"
@@ -353,6 +368,7 @@ _CAST_CUES = ("role", "persona", "pretend", "character", "from now on", "you are
 # adventure": the user sets up a scene with the assistant in a part (run only when their cue words are there).
 _AS_THEY_WOULD = re.compile(r"\b(?:answer|respond|reply|speak|talk) as (?:he|she|they) would\b")
 _TWO_PARTS = re.compile(
+    r"\b(?:can|could|will) you (?:play|be|pretend to be) (?:a|an|the|my) [^.?!\n]{2,80}[.?!,]\s+i(?:'ll| will) (?:be|play) (?:the|a|an|your)\b|"
     r"\byou(?:'ll| will)? (?:be|play) (?:the |a |an )?[\w -]{2,30} and i(?:'ll| will)? (?:be|play)\b"
     r"|\bi(?:'ll| will)? (?:be|play) (?:the |a |an )?[\w -]{2,30} and you(?:'ll| will)? (?:be|play)\b"
 )
@@ -891,6 +907,8 @@ def _rule(
     if (rule is None and words & _BARE_TRIGGERS and not words & _LANGUAGE_WORDS and "code" not in words
             and any(c in opening for c in _BARE_CUES)):
         rule = _BARE_ANSWER.search(opening)
+    if rule is None and ("table" in opening or "no intro" in opening or "every" in opening or "each" in opening or "rest of" in opening):
+        rule = _FORM_ONLY.search(opening)
     if rule:
         return "steering", f"output constraint: {rule.group(0)[:80]!r}"
     # Also in prompts that ask for code: benchmark sets put "only output this sentence" on coding tasks; in the
@@ -907,13 +925,15 @@ def _rule(
     if rule:
         return "steering", f"verifiable instruction: {rule.group(0)[:80]!r}"
     cast = _CAST_USER.search(head300) if any(c in head300 for c in _CAST_CUES) else None
+    if cast and _CAST_NO_CHARACTER.match(head300, cast.end()):
+        cast = None  # "take on the role of a tax advisor": a costume for the task
     if cast is None and " would" in head300:
         cast = _AS_THEY_WOULD.search(head300)
-    if cast is None and (" and i" in head300 or " and you" in head300) and (" be " in head300 or " play " in head300):
+    if cast is None and (" i'll " in head300 or " i will " in head300) and (" be " in head300 or " play " in head300):
         cast = _TWO_PARTS.search(head300)
     if cast is None and "adventure" in head300:
         cast = _ADVENTURE.search(head300)
-    if cast and not _CAST_NO_CHARACTER.match(head300, cast.end()):
+    if cast:
         return "roleplay", f"the user casts a character: {cast.group(0)[:80]!r}"
     return None
 
