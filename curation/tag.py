@@ -25,7 +25,6 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import islice
 from importlib import resources
 from typing import TYPE_CHECKING, Literal
 
@@ -136,6 +135,7 @@ _FORM_ONLY = re.compile(
     r"|\bfor the rest of (?:this|our|the) (?:chat|conversation),? (?:answer|respond|reply|write|talk|speak)\b"
 )
 _BARE_CUES = ("other ", "word", "json", "yaml", "xml")
+_REPLY_WORDS = frozenset("answer answers response responses reply replies respond".split())
 # A cap on an answer or explanation ("explain photosynthesis in under 20 words", "answer in 5 words"): the
 # point is obeying it. A cap on a text to produce (a summary, a headline, an ad) is part of that task.
 _SHORT_LIMIT = re.compile(
@@ -598,8 +598,9 @@ _DOMAIN_BY_PREFIX, _DOMAIN_WHOLE = _lexicon_index(_DOMAIN_LEXICON)
 _SCIENCE_FIELDS = frozenset({"med", "phys", "chem", "bio", "eng"})
 
 
+@lru_cache(maxsize=1 << 17)
 def field_of(word: str) -> str | None:
-    """The lexicon field of a word, or None when it is not specialist vocabulary."""
+    """The lexicon field of a word, or None when it is not specialist vocabulary (memoised: words repeat)."""
     field = _DOMAIN_WHOLE.get(word)
     if field is None and len(word) >= 4:
         for stem, f in _DOMAIN_BY_PREFIX.get(word[:4], ()):
@@ -816,7 +817,12 @@ class Signals:
 
 def _count(pattern: re.Pattern, text: str, enough: int) -> int:
     """Matches of ``pattern`` in ``text``, counting no further than ``enough``."""
-    return sum(1 for _ in islice(pattern.finditer(text), enough))
+    n = 0
+    for _ in pattern.finditer(text):
+        n += 1
+        if n >= enough:
+            break
+    return n
 
 
 def _turn_texts(messages: list[dict], max_chars: int) -> tuple[list[str], list[str], list[str], bool, str]:
@@ -907,7 +913,8 @@ def _rule(
     if (rule is None and words & _BARE_TRIGGERS and not words & _LANGUAGE_WORDS and "code" not in words
             and any(c in opening for c in _BARE_CUES)):
         rule = _BARE_ANSWER.search(opening)
-    if rule is None and ("table" in opening or "no intro" in opening or "every" in opening or "each" in opening or "rest of" in opening):
+    if rule is None and ("no intro" in opening or "rest of th" in opening or (
+            words & _REPLY_WORDS and ("table" in opening or "every" in opening or "each" in opening))):
         rule = _FORM_ONLY.search(opening)
     if rule:
         return "steering", f"output constraint: {rule.group(0)[:80]!r}"
@@ -1000,7 +1007,7 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
     for w in user_words:
         words += w
     words = ["0" if w.isdigit() else w for w in words]
-    n_numbers = sum(1 for w in head_words if w.isdigit())
+    n_numbers = sum(map(str.isdigit, head_words))
     flags.append("§numbers0" if n_numbers == 0 else "§numbers1" if n_numbers < 3 else "§numbers3")
     if head_words & _CODE_WORDS:
         flags.append("§code_words")
@@ -1037,7 +1044,7 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
             _ARITHMETIC.search(first_user) if len(first_user) < 120 and any(c in first_user for c in "*+×÷^-−") else None)
         if counting:
             return Signals("math", f"counting or arithmetic: {counting.group(0)!r}", [])
-    notation = "§math_words" in flags and _count(_MATH_NOTATION, first_user[:1200], 1)
+    notation = "§math_words" in flags and _MATH_NOTATION.search(first_user[:1200]) is not None
     if apply_rules and len(first_user) < 600 and "§math_words" in flags and (n_numbers or notation) and not (
         "§code_words" in flags or "§user_fence" in flags or "§user_code_lines" in flags
         or any(f in _SCIENCE_FIELDS for f in fields)  # a physics or chemistry calculation is the field's, not maths'
@@ -1095,10 +1102,9 @@ class Tagger:
 
     def probabilities(self, token_lists: list[list[str]]) -> np.ndarray:
         scores = np.tile(self.bias, (len(token_lists), 1)).astype(np.float64)
-        scores += _sum_rows(self.weights, [{self.vocab[t] for t in tokens if t in self.vocab} for tokens in token_lists])
+        scores += _sum_rows(self.weights, _id_sets(self.vocab, token_lists))
         if self.dense_vocab is not None:
-            dv = self.dense_vocab
-            ids = [{dv[t] for t in tokens if t in dv} for tokens in token_lists]
+            ids = _id_sets(self.dense_vocab, token_lists)
             total = _sum_rows(self.dense_weight[:, None], ids)
             scores += _sum_rows(self.dense_scores, ids) / np.maximum(total, 1e-9)
         scores -= scores.max(axis=1, keepdims=True)
@@ -1140,6 +1146,16 @@ class Tagger:
             }
         weights = _unb64(data["weights_f16_b64"]).reshape(len(vocab), len(cats))
         return cls(cats, vocab, weights, np.asarray(data["bias"], np.float32), data.get("info", {}), **dense)
+
+
+def _id_sets(index: dict[str, int], token_lists: list[list[str]]) -> list[set[int]]:
+    """Per token list, the set of its tokens' ids in ``index`` (unknown tokens dropped; one C-level lookup each)."""
+    get, out = index.get, []
+    for tokens in token_lists:
+        ids = set(map(get, tokens))
+        ids.discard(None)
+        out.append(ids)
+    return out
 
 
 def _sum_rows(table: np.ndarray, id_sets: list[set[int]]) -> np.ndarray:
