@@ -3,7 +3,7 @@
     .venv/bin/python scripts/eval_tagger.py [--data ../shared/data] [--json out.json] [--errors N] [--sets hand]
     .venv/bin/python scripts/eval_tagger.py --round hand-r10
     .venv/bin/python scripts/eval_tagger.py --external [.cache/tag_evalsets] [--assistant-system dev|held-out] [--only a,b]
-    .venv/bin/python scripts/eval_tagger.py --conversations FILE.jsonl [FILE.jsonl ...]
+    .venv/bin/python scripts/eval_tagger.py --conversations [FILE.jsonl ...]   # default: scripts/tag_written/*.jsonl
 
 Leave-one-source-out retrains the model per fold, so it needs the word vectors of
 scripts/distill_word_vectors.py (.cache/word_vectors.npz); --external scores the shipped model
@@ -192,7 +192,8 @@ def evaluate_external(folder: Path, assistant_system: str | None = None, only: s
 
 def evaluate_conversations(files: list[Path]) -> dict:
     """The shipped model on whole labelled conversations: JSONL of {"label", "messages"} (system,
-    user, assistant and tool turns), one file per held-out set; a bad line stops with file and line."""
+    user, assistant and tool turns), one file per held-out set; a bad line stops with file and line.
+    Halves as for --external, by the xxh3-64 of the row's id (dev: even -- the rows whose errors were read)."""
     rows = []
     for f in files:
         for n, line in enumerate(f.read_text(encoding="utf-8").split("\n"), 1):
@@ -204,12 +205,18 @@ def evaluate_conversations(files: list[Path]) -> dict:
                     raise ValueError(f"label {r['label']!r} / messages")
             except (ValueError, KeyError, TypeError) as e:
                 sys.exit(f"error: {f}:{n}: not a labelled conversation ({e})")
-            rows.append((f.stem, r["messages"], r["label"]))
-    pred = [c for c, _, _ in classify([m for _, m, _ in rows])]
-    print("per file: accuracy (rows)")
+            half = "dev" if int(xxhash.xxh3_64_hexdigest(str(r.get("id", n)).encode("utf-8")), 16) % 2 == 0 else "test"
+            rows.append((f.stem, r["messages"], r["label"], half))
+    pred = [c for c, _, _ in classify([r[1] for r in rows])]
+    print("per file: macro-F1 / accuracy (rows)")
     for name in sorted({r[0] for r in rows}):
         idx = [i for i, r in enumerate(rows) if r[0] == name]
-        print(f"  {name}: {sum(rows[i][2] == pred[i] for i in idx) / len(idx):.3f} ({len(idx)})")
+        fs = scores([rows[i][2] for i in idx], [pred[i] for i in idx])
+        print(f"  {name}: {fs['macro_f1']:.3f} / {fs['accuracy']:.3f} ({len(idx)})")
+    for half in ("dev", "test"):
+        idx = [i for i, r in enumerate(rows) if r[3] == half]
+        if idx:
+            print_scores(f"conversations, {half} half", [rows[i][2] for i in idx], [pred[i] for i in idx])
     gold = [r[2] for r in rows]
     s = print_scores("conversations, all files", gold, pred)
     print("\nconfusion (rows = gold, columns = predicted):")
@@ -248,11 +255,12 @@ def main() -> None:
     ap.add_argument("--round", default=None,
                     help="Score the shipped model on labelling rounds kept out of its training (e.g. hand-r10: ShareGPT prompts).")
     ap.add_argument("--only", default=None, help="With --external: score only these sets (comma-separated file stems).")
-    ap.add_argument("--conversations", type=Path, nargs="+", default=None,
-                    help="Score the shipped model on JSONL files of labelled whole conversations ({label, messages}).")
+    ap.add_argument("--conversations", type=Path, nargs="*", default=None,
+                    help="Score the shipped model on JSONL files of labelled whole conversations ({label, messages}); "
+                         "without files, the written sets in scripts/tag_written/.")
     args = ap.parse_args()
-    if args.conversations:
-        result = evaluate_conversations(args.conversations)
+    if args.conversations is not None:
+        result = evaluate_conversations(args.conversations or sorted((ROOT / "scripts" / "tag_written").glob("*.jsonl")))
         if args.json:
             args.json.write_text(json.dumps(result, indent=2) + "\n")
         return

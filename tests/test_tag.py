@@ -369,6 +369,28 @@ def test_rules_read_short_answers_judging_characters_and_sums_in_the_prompt():
     assert not any(source == "rules" and c in ("steering", "math") for c, source, _ in got)
 
 
+def test_written_conversation_sets_are_whole_and_tagged_well():
+    """scripts/tag_written: 1,000 labelled conversations (system prompts, several turns, tools, ten languages)
+    written from the issue's definitions. Each file is balanced; the shipped tagger stays well above chance."""
+    folder = ROOT / "scripts" / "tag_written"
+    gold, messages, ids = [], [], set()
+    for path in sorted(folder.glob("*.jsonl")):
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        assert Counter(r["label"] for r in rows) == {c: 25 for c in CATEGORIES}, path.name
+        assert all(any(m["role"] == "assistant" for m in r["messages"]) for r in rows)
+        ids |= {r["id"] for r in rows}
+        gold += [r["label"] for r in rows]
+        messages += [r["messages"] for r in rows]
+    assert len(gold) == 1000 and len(ids) == 1000
+    pred = [c for c, _, _ in classify(messages)]
+    f1 = []
+    for c in CATEGORIES:
+        tp = sum(g == p == c for g, p in zip(gold, pred))
+        precision, recall = tp / max(1, pred.count(c)), tp / gold.count(c)
+        f1.append(2 * precision * recall / max(1e-9, precision + recall))
+    assert sum(f1) / len(f1) >= 0.80  # 0.866 when written down; 0.744 before the rules for system prompts
+
+
 def test_everyday_prompts_stay_with_the_model():
     """The new rules must not take plain requests: a length hint, a word like 'response', a/b/c in prose."""
     plain = [
