@@ -189,8 +189,9 @@ _OVERRIDE = re.compile(
 _CHARACTER_SYSTEM = re.compile(
     r"\binteractive (?:story|fiction|adventure)\b|\bnon-player characters\b|\bgame master\b|\bdungeon master\b|\byou narrate\b|"
     r"\byou (?:will )?play (?!a\b|an\b|the\b|with\b|music\b|games?\b)[\w'-]+(?: [\w'-]+)?, (?:the|a|an)\b"
-    r"|\breste dans (?:le|ton) (?:personnage|rôle)|\btu (?:joues|incarnes)\b|\bmant[eé]n(?:te)? (?:en )?(?:el|tu) personaje|\binterpreta[sr]? (?:a|al|el|la)\b"
-    r"|\bbleib\w* in (?:der|deiner) rolle|\bdu spielst\b|\bот лица\b|\bне выходи из роли|\bв роли\b|キャラクター|なりきって|役を演じ|扮演|角色"
+    # the same in other languages (not a bare 角色 / "в роли": "你的角色是帮助用户" is an assistant's job)
+    r"|\breste dans (?:le|ton) (?:personnage|rôle)|\btu (?:joues|incarnes)\b|\bmant[eé]n(?:te)? (?:en )?(?:el|tu) personaje"
+    r"|\bbleib\w* in (?:der|deiner) rolle|\bdu spielst\b|\bот лица\b|\bне выходи из роли|キャラクター|なりきって|役を演じ|扮演|角色扮演"
     r"|\brole-?play|\bin character\b|\byou are playing\b|\byou (?:will )?play (?:the role|as)\b|\byour character\b|\{\{char\}\}|<bot>"
     r"|'s persona:|^<start>|\n<start>|\{\{user\}\}|\bpersonality:"  # Pygmalion / TavernAI character cards
     r"|\b(?:you are|you're) (?!a\b|an\b|the\b|my\b|your\b|now\b|not\b|able\b|going\b|here\b)[\w' -]{2,40}, (?:a|an|the) "
@@ -377,10 +378,9 @@ _CAST_USER = re.compile(
     r"(?:^|[.!?:]\s+|\bplease |\byou |\bnow |\bto )(?:embrace|assume|take on|adopt|play|embody) the (?:role|persona|character|part) of\b"
     r"|\bembody the persona\b"
     r"|\bpretend (?:yourself )?to be\b|\bpretend (?:that )?(?:you are|you're)\b|\brole-?play\b|\bstay in character\b"
-    r"|\bfrom now on,? you (?:are|will be)\b|^\W*you are playing (?:a|an|the)\b"
+    r"|\bfrom now on,? you (?:are|will be)\b|^\W*you are playing (?:a|an|the)\b"  # not "act as a <job>": often a coding or advice request in a costume
     r"|\b(?:respond|reply|answer|speak|talk|write|stay|remain|keep) in[- ]character\b"
-
-    r"|扮演[^\n]{0,80}?(?:和我|与我|跟我|保持角色|我是|我扮演)|角色扮演|\bjoue le rôle\b|\breste dans le personnage\b|\bdu spielst\b"  # not "act as a <job>": often a coding or advice request in a costume
+    r"|扮演[^\n]{0,80}?(?:和我|与我|跟我|保持角色|我是|我扮演)|角色扮演|\bjoue le rôle\b|\breste dans le personnage\b|\bdu spielst\b"
 )
 _PERSONA_SYSTEM = re.compile(r"\byou are (?!a (?:helpful|function-calling)|an? (?:ai|assistant))|\bcharacter\b|\brole-?play|\bpersona\b")
 # A system prompt that frames the assistant as an assistant or an expert ("You are a helpful assistant",
@@ -878,8 +878,9 @@ def _rule(
     judge = _JUDGE.search(opening[:600]) if words & _JUDGE_TRIGGERS else None
     if judge is None and sys_rest and any(t in sys_rest for t in _JUDGE_TRIGGERS):
         judge = _JUDGE.search(sys_rest[:1000])
-        if judge is None and judges_texts(sys_rest):
-            return "steering", f"judge system prompt: {judges_texts(sys_rest)[:80]!r}"
+        judge_setup = judges_texts(sys_rest) if judge is None else None
+        if judge_setup:
+            return "steering", f"judge system prompt: {judge_setup[:80]!r}"
     if judge:
         return "steering", f"judging request: {judge.group(0)[:80]!r}"
     if sys_rest:  # character and output rules read the system prompt without its assistant boilerplate
