@@ -82,7 +82,8 @@ _IDENTITY = re.compile(
     r"|is this an? (?:real |actual )?(?:person|human|bot|robot)\b|(?:tell me|say|admit) you(?:'re| are) (?:a |an )?(?:real )?(?:human|person)\b"
     r"|vous êtes (?:un |une )?(?:vrai |vraie )?(?:\w+ )?(?:ou un )?(?:robot|humain|personne)|comment vous vous appelez|comment tu t'appelles"
     r"|(?:can|will) you remember me\b|^\W*(?:please )?introduce yourself|what(?:'s| is) your (?:knowledge|training) cut-?off"
-    r"|do you have (?:a )?(?:memory|internet access|access to the internet)"
+    r"|do you have (?:a )?(?:memory|internet access|access to the internet)|do you remember what we (?:talked|spoke|chatted) about"
+    r"|how up to date is (?:what you know|your knowledge)"
     r"|are you (?:based on|trained by|created by|made by|developed by|built by)|(?:tell me|talk) (?:a little )?(?:bit )?about yourself"
     r"|how (?:do )?you work|^what can you do\W*$|what are your (?:capabilities|abilities|limitations)"
     r"|what model are you|which (?:company|model) (?:made|are) you|what are you thinking"
@@ -99,7 +100,8 @@ _SELF_INTRO = re.compile(
     r"|^.{0,20}我是[^。.]{0,40}(?:助手|ai|人工智能|模型)|^.{0,30}(?:我是|我叫|这里是|我的名字是|作为)\s*(?:\{\{name\}\}|[a-z][\w-]*[^。]{0,30}(?:助手|人工智能|模型|开发|训练))"
 )
 _JUDGE = re.compile(
-    r"\b(?:rate|grade|score|judge|evaluate|assess|critique|compare)\b[^.?!\n]{0,60}\b(?:response|answer|reply)s?\b"
+    r"\b(?:rate|rating|grade|grading|score|judge|judging|evaluate|evaluating|assess|assessing|critique|compare|comparing"
+    r"|rank|ranking)\b[^.?!\n]{0,60}\b(?:response|answer|reply)s?\b"
     r"|\bwhich (?:response|answer|reply|output|assistant) is (?:better|more helpful|correct|best)"
     r"|\bon a scale (?:of|from) \d+ to \d+"
     # other texts to rate or choose between: "rate each translation 1-5", "which summary is more faithful?"
@@ -122,19 +124,24 @@ _OBEY = re.compile(
 # An answer reduced to its bare content ("one word only", "with no other text"): the point is the form.
 # Not read in a prompt that names a programming language ("output the code and nothing else" is coding).
 _BARE_ANSWER = re.compile(
-    r"\b(?:with |and )?(?:no|without any) other (?:text|words|commentary|explanation)\b"
+    r"\b(?:no|without any) other (?:text|words|commentary|explanation)\b"
     r"|\b(?:answer|respond|reply)(?: only)? (?:in|with|as) (?:valid |strict |raw )?(?:json|yaml|xml)\b"
     r"|\bone word only\b|\b(?:answer|respond|reply)(?: only)? (?:in|with) (?:a single|one|just one) word\b|^\W*in one word\b"
+    r"|\bonly (?:reply|respond|answer|talk|speak) (?:using|with|in) (?:emojis?|rhymes?|questions?|one|single)\b"
 )
-_BARE_TRIGGERS = frozenset("other word answer respond reply".split())
+_BARE_TRIGGERS = frozenset("other word answer respond reply only".split())
 _FORM_ONLY = re.compile(
+    r"\bexactly (?:\d+|one|two|three|four|five|six|seven|eight|nine|ten) (?:numbered |bullet(?:ed)? )?(?:items|points|bullets|lines|words)\b"
+    r"|\beach (?:\w+ )?(?:under|at most|no more than|max|maximum) \d+ words\b|\b\d+ words max\b|\bno punctuation\b"
+    r"|\b(?:can't|cannot|can not|don't|do not|without) us(?:e|ing) the letter [a-z]\b|\bwords (?:with|of) one syllable\b|\bone-syllable words\b"
+    r"|\b(?:answer|respond|reply)(?: only)? with ['\"]?yes['\"]? or ['\"]?no\b|"
     r"\b(?:respond|answer|reply)(?: only)? (?:with|in|as) (?:a |an )?(?:single )?(?:markdown )?(?:table|bulleted list|numbered list)\b"
     r"(?:[^.?!\n]{0,30}\bno (?:intro|introduction|text|explanation))?|\bno intro(?:duction)?, no conclusion\b"
     # a standing rule for the whole chat: "every answer you give me from now on must...", "for the rest of this chat answer..."
     r"|\b(?:every|each) (?:answer|response|reply) (?:you give(?: me)?(?: from now on)?|from now on) (?:must|should|has to|needs to)\b"
     r"|\bfor the rest of (?:this|our|the) (?:chat|conversation),? (?:answer|respond|reply|write|talk|speak)\b"
 )
-_BARE_CUES = ("other ", "word", "json", "yaml", "xml")
+_BARE_CUES = ("other ", "word", "json", "yaml", "xml", "only ")
 _REPLY_WORDS = frozenset("answer answers response responses reply replies respond".split())
 # A cap on an answer or explanation ("explain photosynthesis in under 20 words", "answer in 5 words"): the
 # point is obeying it. A cap on a text to produce (a summary, a headline, an ad) is part of that task.
@@ -144,7 +151,7 @@ _SHORT_LIMIT = re.compile(
 )
 # Rules a system prompt sets for every answer (language, format, length): steering data.
 _SYSTEM_RULE = re.compile(
-    r"\b(?:answer|respond|reply|write|speak)s?(?: only| always)? (?:in|using|with) (?:valid |strict |plain )?(?:french|english|spanish|german|chinese|japanese|italian"
+    r"\b(?:answer|respond|reply|write|speak)s?(?: only| always)? (?:in|using|with) (?:a |an )?(?:single )?(?:valid |strict |plain )?(?:french|english|spanish|german|chinese|japanese|italian"
     r"|portuguese|russian|korean|arabic|hindi|dutch|json|yaml|xml|markdown|bullet points|haiku|rhyme|one sentence|a single sentence)"
     r"|\b(?:at most|no more than|fewer than|less than|under) \d+ (?:words|sentences|characters|lines|paragraphs)"
     r"|\b(?:json|yaml|markdown) only\b|\bonly (?:output|return|answer with) (?:json|yaml|valid json|the answer)"
@@ -157,6 +164,12 @@ _SYSTEM_RULE = re.compile(
     r"|\b(?:in|for) (?:every|each|all) (?:of your )?(?:repl(?:y|ies)|responses?|answers?)\b"
     r"|只(?:用|使用)\w{0,4}(?:回答|回复)|(?:回答|回复)不(?:要)?超过\s*\d+|不超过\s*\d+\s*个?汉?字"
     r"|\bотвечай\w*[^.\n]{0,40}(?:только|всегда)[^.\n]{0,20}(?:по-|на )\w+"
+    r"|\bgenau (?:\w+ ){0,2}stichpunkt|\bhöchstens \w+ wörter"
+)
+# Answer forms in the user's own language: "3文以内で", "одним предложением и без единой запятой", "en una sola frase".
+_FOREIGN_FORM = re.compile(
+    r"\d+\s*文以内|одним предложением|без (?:единой |одной )?запят|\bgenau (?:\w+ ){0,2}stichpunkt|\bhöchstens \w+ wörter"
+    r"|\ben une seule phrase\b|\ben una sola frase\b|\bin einem (?:einzigen )?satz\b"
 )
 # A sentence of a system prompt that fixes the form of every answer: it names the answers (or opens with an
 # imperative about them), binds them (always, never, must, only, exactly...) and names a form (a format,
@@ -192,6 +205,10 @@ _CHARACTER_SYSTEM = re.compile(
     # the same in other languages (not a bare 角色 / "в роли": "你的角色是帮助用户" is an assistant's job)
     r"|\breste dans (?:le|ton) (?:personnage|rôle)|\btu (?:joues|incarnes)\b|\bmant[eé]n(?:te)? (?:en )?(?:el|tu) personaje"
     r"|\bbleib\w* in (?:der|deiner) rolle|\bdu spielst\b|\bот лица\b|\bне выходи из роли|キャラクター|なりきって|役を演じ|扮演|角色扮演"
+    r"|\bnel personaggio\b|\bin je rol\b|\brolden çıkma|保持角色|말투로|\bresponde siempre como (?:ella|él)\b|\bstay in (?:the |your )?role\b"
+    # "Eres la abuela Carmen, una señora andaluza", "Sei Beppe, un gondoliere", "Du bist Max, ein...": a named character
+    r"|\b(?:eres|sei|tu es|du bist|je bent) (?!una? |el |la |il |lo |le |ein |eine |een |de |het )[\w' -]{2,40}, (?!un asistente|una asistente"
+    r"|un assistente|un assistant|une assistante|ein assistent|eine assistentin|een assistent)(?:un|una|une|ein|eine|een|el|la|il|le) "
     r"|\brole-?play|\bin character\b|\byou are playing\b|\byou (?:will )?play (?:the role|as)\b|\byour character\b|\{\{char\}\}|<bot>"
     r"|'s persona:|^<start>|\n<start>|\{\{user\}\}|\bpersonality:"  # Pygmalion / TavernAI character cards
     r"|\b(?:you are|you're) (?!a\b|an\b|the\b|my\b|your\b|now\b|not\b|able\b|going\b|here\b)[\w' -]{2,40}, (?:a|an|the) "
@@ -207,18 +224,22 @@ _GROUNDED = re.compile(
 _REACT_LINE = re.compile(r"^(?:thought|action|action input|observation) ?\d*:", re.MULTILINE)
 # In-character narration of an action between single asterisks ("*smiles and pours a drink*"), the
 # mark of chat role-play, opening the user's first turn or the assistant's first reply.
-_ACTION_OPENING = re.compile(r"^\s{0,3}\*[^\W\d_][^*\n]{2,300}\*(?!\*)|^\s{0,3}（(?!注)[^）\n]{4,200}）")
+_ACTION_OPENING = re.compile(
+    r"^\s{0,3}\*(?!(?:chorus|verse|bridge|intro|outro|hook|pre-chorus|refrain|note|edit|update|disclaimer|warning|important)\b)"
+    r"[^\W\d_][^*\n]{2,300}\*(?!\*)|^\s{0,3}（(?!注)[^）\n]{4,200}）"
+)
 # Sources numbered [1], [2]... on their own lines, and a request to cite them, in any of a few languages.
-_SOURCE_LINE = re.compile(r"(?:^|\n)[ \t]*\[(?:§ ?|doc(?:ument)? ?|source ?)?\d+(?:\.\d+)*\][^\n]{8,}")
+_SOURCE_LINE = re.compile(r"(?:^|\n)[ \t]*\[(?:§ ?|doc(?:ument)? ?|source ?|clause ?|[a-z]{1,2})?\d+(?:\.\d+)*\][^\n]{8,}")
 _CITE_REQUEST = re.compile(
-    r"\bcit(?:e|es|ing|ation|ations)\b|\bc[ií]t(?:a|e|al|en|ez|ando)\w*|\bzitier\w*|\bquellenangabe|\bссыл\w*|\[n\]|\[number\]"
+    r"\bcit(?:e|es|ing|ation|ations)\b|\bc[ií]t(?:a|e|al|en|ez|ando)\w*|\bzitier\w*|\bquellenangabe|\bquelle\b|\bссыл\w*|\[n\]|\[number\]"
     r"|引用|标注|注明|出典"
 )
 # A system prompt that sets the assistant up as a judge of texts it will be given: one of its sentences names
 # judging and a kind of text, and the prompt asks for a verdict ("compare the candidate answers ... give each a score").
-_JUDGE_VERB = re.compile(r"\b(?:compar|evaluat|assess|grad|scor|rat|rank|judg)(?:e|es|ed|ing|ion)?\b")
-_JUDGED_TEXT = re.compile(r"\b(?:answers?|responses?|summar(?:y|ies)|translations?|essays?|submissions?|outputs?|drafts?|statements?)\b")
-_VERDICT = re.compile(r"\b(?:score|scores|grade|grades|rating|better|best|strongest|more faithful|winner|preferred)\b")
+_JUDGE_VERB = re.compile(r"\b(?:compar|evaluat|assess|grad|scor|rat|rank|judg|decid|determin)(?:e|es|ed|ing|ion)?\b|\b(?:compara|evalúa|califica)\b")
+_JUDGED_TEXT = re.compile(r"\b(?:answers?|responses?|summar(?:y|ies)|translations?|essays?|submissions?|outputs?|drafts?|statements?"
+                          r"|respuestas?|resúmenes|resumen|traducciones)\b")
+_VERDICT = re.compile(r"\b(?:score|scores|grade|grades|rating|better|best|strongest|more faithful|winner|preferred|verdict|mejor|puntuación)\b")
 
 
 def judges_texts(sys_text: str) -> str | None:
@@ -300,7 +321,7 @@ _IFEVAL_FORM = re.compile(
 _VERIFIABLE_TAIL_CUES = ("respon", "answer", "repl", "output", "word", "letter", "comma", "sentence", "line", "paragraph", "section", "emoji", "quote")
 _IFEVAL_CUES = ("placeholder", "sentence", "bullet point", "paragraphs", "sections", "separat", "highlight", "italic", "bold",
                 "markdown", "keyword", "appear", "show up", "shows up", "the word", "the letter", "words ", "exclude", "double", "<<",
-                "letters", "repeat", "my answer is", "marked with", "no other language", "phrase", "p.p.s", "script", "commas",
+                "letters", "repeat", "my answer is", "marked with", "no other language", "phrase", "p.p.s", "postscript", "post script", "commas",
                 "include the words")
 _VERIFIABLE_TRIGGERS = frozenset(
     "response responses reply output answer repeat keyword letter letters lowercase capital uppercase commas wrap wrapped "
@@ -367,13 +388,18 @@ _TASK_WORDS = frozenset(
 _CAST_CUES = ("role", "persona", "pretend", "character", "from now on", "you are playing", "扮演", "rôle", "personnage", "spielst")
 # "Answer as she would in 1843", "you be the shopkeeper and I'll be the customer", "let's play a text
 # adventure": the user sets up a scene with the assistant in a part (run only when their cue words are there).
-_AS_THEY_WOULD = re.compile(r"\b(?:answer|respond|reply|speak|talk) as (?:he|she|they) would\b")
+_AS_THEY_WOULD = re.compile(r"\b(?:answer|respond|reply|speak|talk) as (?:he|she|they) would\b|\b(?:answer|respond|reply|speak|talk) as (?:her|him|them)\b")
+_BE_MY = re.compile(
+    r"\b(?:can|could|will|would) you (?:be|play|act as) (?:the|my|an?) (?:interviewer|dm|gm|dungeon master|game master|examiner|opponent|debate opponent)\b"
+    r"|\bbe my (?:dm|gm|dungeon master|game master|nonna|grandma|granny|grandmother|grandpa|girlfriend|boyfriend|mom|mum|dad)\b"
+)
 _TWO_PARTS = re.compile(
     r"\b(?:can|could|will) you (?:play|be|pretend to be) (?:a|an|the|my) [^.?!\n]{2,80}[.?!,]\s+i(?:'ll| will) (?:be|play) (?:the|a|an|your)\b|"
     r"\byou(?:'ll| will)? (?:be|play) (?:the |a |an )?[\w -]{2,30} and i(?:'ll| will)? (?:be|play)\b"
     r"|\bi(?:'ll| will)? (?:be|play) (?:the |a |an )?[\w -]{2,30} and you(?:'ll| will)? (?:be|play)\b"
 )
-_ADVENTURE = re.compile(r"\b(?:begin|start|run|play|let'?s (?:play|do)) (?:a |an |the )?(?:interactive |text[- ]based |text )adventure\b")
+_ADVENTURE = re.compile(r"\b(?:begin|start|run|play|let'?s (?:play|do)) (?:a |an |the )?(?:interactive |text[- ]based |text )adventure\b"
+                        r"|^\W*(?:an? )?(?:\w+ )?text adventure\b")
 _CAST_USER = re.compile(
     r"(?:^|[.!?:]\s+|\bplease |\byou |\bnow |\bto )(?:embrace|assume|take on|adopt|play|embody) the (?:role|persona|character|part) of\b"
     r"|\bembody the persona\b"
@@ -395,7 +421,7 @@ _ROLE_NOUNS = (
     r"|marketer|strategist|planner|designer|recruiter|generator|historian|educator|explainer|economist|physicist|chemist"
     r"|biologist|pharmacist|nurse|dietitian|nutritionist|therapist|psychologist|architect|auditor|actuary|librarian|linguist"
     r"|philosopher|statistician|instructor|lecturer|mentor|counsell?or|paralegal|clinician|veterinarian|helper|concierge"
-    r"|representative|agent)s?\b"
+    r"|representative|agent|buddy|tool|app|service|engine|platform|plugin)s?\b"
 )
 _ASSISTANT_ROLE = re.compile(
     r"^\W*(?:you are|you're|i am|act as|as) (?:a |an |the |my |your )?(?:[\w,'-]+ ){0,5}?" + _ROLE_NOUNS
@@ -758,7 +784,10 @@ _TEXT_KINDS = _WRITING_WORDS | frozenset(
 )
 _EXPLAIN_OPENERS = frozenset("explain describe what how why discuss compare define summarize summarise analyze analyse outline".split())
 # A pattern only runs when one of its trigger words is in the text.
-_JUDGE_TRIGGERS = frozenset("rate grade score rank judge evaluate assess critique compare which scale".split())
+_JUDGE_TRIGGERS = frozenset(
+    "rate rating grade grading score scoring rank ranking judge judging evaluate evaluating assess assessing critique compare comparing which scale "
+    "compara evalúa califica".split()
+)
 _OBEY_TRIGGERS = frozenset(
     "answer answers response responses respond reply replies always never words explanation explanations preamble preambles caps lowercase uppercase capital "
     "capitalize capitalise reveal disclose mention".split()
@@ -893,7 +922,8 @@ def _rule(
         rule = _OBEY.search(head) or _SYSTEM_RULE.search(head)
         if rule:
             return "steering", f"system prompt constraint: {rule.group(0)[:80]!r}"
-        form = system_form_rule(head) if not (words & _LANGUAGE_WORDS or "code" in head) else None
+        about_code = words & _LANGUAGE_WORDS or "code" in head.replace("code fence", "").replace("code block", "")
+        form = system_form_rule(head) if not about_code else None
         if form:
             return "steering", f"system prompt form rule: {form[:80]!r}"
         if _OVERRIDE.search(opening[:600]):  # the user tries to talk the assistant out of its system prompt
@@ -908,13 +938,14 @@ def _rule(
     if any(c in context for c in _GROUNDED_CUES) and _GROUNDED.search(context) and _CITES.search(context):
         return "tool_use", "answer grounded in supplied documents with citations"
     for text in (sys_text[:4000], first_user[:4000]):  # numbered sources ([1] ... [2] ...) and a request to cite them
-        if ("[1]" in text or "[§" in text or "[doc" in text or "[source" in text) and len(_SOURCE_LINE.findall(text)) >= 2 and _CITE_REQUEST.search(sys_text[:4000] + "\n" + first_user[:4000]):
+        if ("[1]" in text or "1]" in text or "[§" in text or "[clause" in text) and len(_SOURCE_LINE.findall(text)) >= 2 and _CITE_REQUEST.search(sys_text[:4000] + "\n" + first_user[:4000]):
             return "tool_use", "numbered sources to cite"
     rule = _OBEY.search(opening) if words & _OBEY_TRIGGERS else None
     if (rule is None and words & _BARE_TRIGGERS and not words & _LANGUAGE_WORDS and "code" not in words
             and any(c in opening for c in _BARE_CUES)):
         rule = _BARE_ANSWER.search(opening)
-    if rule is None and ("no intro" in opening or "rest of th" in opening or (
+    if rule is None and ("no intro" in opening or "rest of th" in opening or "exactly" in opening or "letter" in opening
+                         or "syllable" in opening or "punctuation" in opening or " max" in opening or (
             words & _REPLY_WORDS and ("table" in opening or "every" in opening or "each" in opening))):
         rule = _FORM_ONLY.search(opening)
     if rule:
@@ -922,6 +953,8 @@ def _rule(
     # Also in prompts that ask for code: benchmark sets put "only output this sentence" on coding tasks; in the
     # shared data 4 of ~40,000 prompts are coding questions the pattern takes ("words that start with the letter a").
     rule = _VERIFIABLE.search(opening) if words & _VERIFIABLE_TRIGGERS else None
+    if rule is None and not opening[:300].isascii():
+        rule = _FOREIGN_FORM.search(opening)
     if rule is None and user_tail and any(t in user_tail for t in _VERIFIABLE_TAIL_CUES):
         rule = _VERIFIABLE.search(user_tail)
     if rule is None:
@@ -935,8 +968,10 @@ def _rule(
     cast = _CAST_USER.search(head300) if any(c in head300 for c in _CAST_CUES) else None
     if cast and _CAST_NO_CHARACTER.match(head300, cast.end()):
         cast = None  # "take on the role of a tax advisor": a costume for the task
-    if cast is None and " would" in head300:
+    if cast is None and (" would" in head300 or " as h" in head300 or " as them" in head300):
         cast = _AS_THEY_WOULD.search(head300)
+    if cast is None and "be " in head300:
+        cast = _BE_MY.search(head300)
     if cast is None and (" i'll " in head300 or " i will " in head300) and (" be " in head300 or " play " in head300):
         cast = _TWO_PARTS.search(head300)
     if cast is None and "adventure" in head300:
