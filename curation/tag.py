@@ -164,9 +164,9 @@ _SYSTEM_RULE = re.compile(
     r"|\b(?:in|for) (?:every|each|all) (?:of your )?(?:repl(?:y|ies)|responses?|answers?)\b"
     r"|只(?:用|使用)\w{0,4}(?:回答|回复)|(?:回答|回复)不(?:要)?超过\s*\d+|不超过\s*\d+\s*个?汉?字"
     r"|\bотвечай\w*[^.\n]{0,40}(?:только|всегда)[^.\n]{0,20}(?:по-|на )\w+"
-    r"|\bgenau (?:\w+ ){0,2}stichpunkt|\bhöchstens \w+ wörter"
 )
-# Answer forms in the user's own language: "3文以内で", "одним предложением и без единой запятой", "en una sola frase".
+# Answer forms in another language, in the user's turn or a system prompt: "3文以内で", "одним предложением и без
+# единой запятой", "en una sola frase", "genau drei Stichpunkte, höchstens zehn Wörter".
 _FOREIGN_FORM = re.compile(
     r"\d+\s*文以内|одним предложением|без (?:единой |одной )?запят|\bgenau (?:\w+ ){0,2}stichpunkt|\bhöchstens \w+ wörter"
     r"|\ben une seule phrase\b|\ben una sola frase\b|\bin einem (?:einzigen )?satz\b"
@@ -388,7 +388,7 @@ _TASK_WORDS = frozenset(
 _CAST_CUES = ("role", "persona", "pretend", "character", "from now on", "you are playing", "扮演", "rôle", "personnage", "spielst")
 # "Answer as she would in 1843", "you be the shopkeeper and I'll be the customer", "let's play a text
 # adventure": the user sets up a scene with the assistant in a part (run only when their cue words are there).
-_AS_THEY_WOULD = re.compile(r"\b(?:answer|respond|reply|speak|talk) as (?:he|she|they) would\b|\b(?:answer|respond|reply|speak|talk) as (?:her|him|them)\b")
+_AS_THEY_WOULD = re.compile(r"\b(?:answer|respond|reply|speak|talk) as (?:(?:he|she|they) would|her|him|them)\b")
 _BE_MY = re.compile(
     r"\b(?:can|could|will|would) you (?:be|play|act as) (?:the|my|an?) (?:interviewer|dm|gm|dungeon master|game master|examiner|opponent|debate opponent)\b"
     r"|\bbe my (?:dm|gm|dungeon master|game master|nonna|grandma|granny|grandmother|grandpa|girlfriend|boyfriend|mom|mum|dad)\b"
@@ -785,7 +785,7 @@ _TEXT_KINDS = _WRITING_WORDS | frozenset(
 _EXPLAIN_OPENERS = frozenset("explain describe what how why discuss compare define summarize summarise analyze analyse outline".split())
 # A pattern only runs when one of its trigger words is in the text.
 _JUDGE_TRIGGERS = frozenset(
-    "rate rating grade grading score scoring rank ranking judge judging evaluate evaluating assess assessing critique compare comparing which scale "
+    "rate rating grade grading score rank ranking judge judging evaluate evaluating assess assessing critique compare comparing which scale "
     "compara evalúa califica".split()
 )
 _OBEY_TRIGGERS = frozenset(
@@ -919,7 +919,7 @@ def _rule(
                      if not (m.group(0).endswith(" ") and _NAMED_JOB.match(head, m.end()))), None)
         if rule:
             return "roleplay", f"character system prompt: {rule.group(0)[:80]!r}"
-        rule = _OBEY.search(head) or _SYSTEM_RULE.search(head)
+        rule = _OBEY.search(head) or _SYSTEM_RULE.search(head) or (_FOREIGN_FORM.search(head) if not head[:300].isascii() else None)
         if rule:
             return "steering", f"system prompt constraint: {rule.group(0)[:80]!r}"
         about_code = words & _LANGUAGE_WORDS or "code" in head.replace("code fence", "").replace("code block", "")
@@ -938,7 +938,7 @@ def _rule(
     if any(c in context for c in _GROUNDED_CUES) and _GROUNDED.search(context) and _CITES.search(context):
         return "tool_use", "answer grounded in supplied documents with citations"
     for text in (sys_text[:4000], first_user[:4000]):  # numbered sources ([1] ... [2] ...) and a request to cite them
-        if ("[1]" in text or "1]" in text or "[§" in text or "[clause" in text) and len(_SOURCE_LINE.findall(text)) >= 2 and _CITE_REQUEST.search(sys_text[:4000] + "\n" + first_user[:4000]):
+        if ("1]" in text or "[§" in text or "[clause" in text) and len(_SOURCE_LINE.findall(text)) >= 2 and _CITE_REQUEST.search(sys_text[:4000] + "\n" + first_user[:4000]):
             return "tool_use", "numbered sources to cite"
     rule = _OBEY.search(opening) if words & _OBEY_TRIGGERS else None
     if (rule is None and words & _BARE_TRIGGERS and not words & _LANGUAGE_WORDS and "code" not in words
