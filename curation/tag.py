@@ -23,15 +23,18 @@ import json
 import re
 import zlib
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
+from itertools import chain
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pyarrow as pa
+from ahocorasick_rs import AhoCorasick
 from pydantic import BaseModel, ConfigDict, Field
 
+from .alternation import compile_alternation
 from .errors import CurationError
 from .io import empty_rejects
 from .meta import update_meta
@@ -70,8 +73,8 @@ class TagConfig(BaseModel):
 # Patterns run on lowercased text (cheaper than IGNORECASE) over bounded windows: the
 # opening of a turn says what it is, and the stage must tag thousands of rows a second.
 # Hermes tags, Glaive's <functioncall>, Llama 3.1's <|python_tag|>: a tool call in any of the common markups.
-_TOOL_MARKUP = re.compile(r"<tools>|<tool_call>|<tool_response>|<functioncall>|<function_call>|<\|python_tag\|>")
-_IDENTITY = re.compile(
+_TOOL_MARKUP = compile_alternation(r"<tools>|<tool_call>|<tool_response>|<functioncall>|<function_call>|<\|python_tag\|>")
+_IDENTITY = compile_alternation(
     r"^\W*(?:(?:hi|hello|hey)\W+)?(?:who|what) (?:are|r) (?:you|u)\W*$"
     r"|\b(?:what(?:'s| is) your name|your name\?|do you have a name|who (?:made|created|built|trained|developed) you"
     r"|are you (?:an? )?(?:ai|bot|robot|human|person|chatgpt|gpt|language model|conscious|sentient)"
@@ -94,12 +97,12 @@ _IDENTITY = re.compile(
 )
 # A reply that introduces the assistant by name: identity data, whatever the user said.
 _IDENTITY_CUES = ("you", "你", "eres", "es-tu", "êtes", "bist du", "ты", "あなた", "talking to", "real person", "vous", "robot")
-_SELF_INTRO = re.compile(
+_SELF_INTRO = compile_alternation(
     r"^\W*(?:(?:hello|hi|hey|you're welcome|thanks?)\b[^.!?]{0,30}[.!?,]?\s*)?(?:i am|i'm|i’m|my name is|you (?:may|can) (?:call|refer to) me)\s+"
     r"(?!an?\b|the\b|not\b|sorry|unable|happy|glad|here|just|afraid|so\b|very\b|really\b|always\b)\S+[^.!?]{0,60}\b(?:ai|assistant|language model|chatbot)\b"
     r"|^.{0,20}我是[^。.]{0,40}(?:助手|ai|人工智能|模型)|^.{0,30}(?:我是|我叫|这里是|我的名字是|作为)\s*(?:\{\{name\}\}|[a-z][\w-]*[^。]{0,30}(?:助手|人工智能|模型|开发|训练))"
 )
-_JUDGE = re.compile(
+_JUDGE = compile_alternation(
     r"\b(?:rate|rating|grade|grading|score|judge|judging|evaluate|evaluating|assess|assessing|critique|compare|comparing"
     r"|rank|ranking)\b[^.?!\n]{0,60}\b(?:response|answer|reply)s?\b"
     r"|\bwhich (?:response|answer|reply|output|assistant) is (?:better|more helpful|correct|best)"
@@ -110,7 +113,7 @@ _JUDGE = re.compile(
     r"\b[^.?!\n]{0,40}? (?:is|was) (?:better|more|the (?:best|most)|best|most|closer|preferable)\b"
 )
 # Explicit instructions about the form of every answer: the point of steering data.
-_OBEY = re.compile(
+_OBEY = compile_alternation(
     r"\b(?:(?:answer|respond|reply)(?: only)? (?:in|with) (?:a single word|one word|yes or no|only (?:yes|no|json|one))"
     r"|(?:just|only) (?:answer|respond|reply|say) (?:with )?(?:a )?(?:yes or no|yes/no)\b"
     r"|(?:only|just) (?:answer|respond|reply) (?:with|in)|single word: yes or no|(?:must|should) be (?:less|fewer) than \d+ words"
@@ -123,14 +126,14 @@ _OBEY = re.compile(
 )
 # An answer reduced to its bare content ("one word only", "with no other text"): the point is the form.
 # Not read in a prompt that names a programming language ("output the code and nothing else" is coding).
-_BARE_ANSWER = re.compile(
+_BARE_ANSWER = compile_alternation(
     r"\b(?:no|without any) other (?:text|words|commentary|explanation)\b"
     r"|\b(?:answer|respond|reply)(?: only)? (?:in|with|as) (?:valid |strict |raw )?(?:json|yaml|xml)\b"
     r"|\bone word only\b|\b(?:answer|respond|reply)(?: only)? (?:in|with) (?:a single|one|just one) word\b|^\W*in one word\b"
     r"|\bonly (?:reply|respond|answer|talk|speak) (?:using|with|in) (?:emojis?|rhymes?|questions?|one|single)\b"
 )
 _BARE_TRIGGERS = frozenset("other word answer respond reply only".split())
-_FORM_ONLY = re.compile(
+_FORM_ONLY = compile_alternation(
     r"\bexactly (?:\d+|one|two|three|four|five|six|seven|eight|nine|ten) (?:numbered |bullet(?:ed)? )?(?:items|points|bullets|lines|words)\b"
     r"|\beach (?:\w+ )?(?:under|at most|no more than|max|maximum) \d+ words\b|\b\d+ words max\b|\bno punctuation\b"
     r"|\b(?:can't|cannot|can not|don't|do not|without) us(?:e|ing) the letter [a-z]\b|\bwords (?:with|of) one syllable\b|\bone-syllable words\b"
@@ -145,12 +148,12 @@ _BARE_CUES = ("other ", "word", "json", "yaml", "xml", "only ")
 _REPLY_WORDS = frozenset("answer answers response responses reply replies respond".split())
 # A cap on an answer or explanation ("explain photosynthesis in under 20 words", "answer in 5 words"): the
 # point is obeying it. A cap on a text to produce (a summary, a headline, an ad) is part of that task.
-_SHORT_LIMIT = re.compile(
+_SHORT_LIMIT = compile_alternation(
     r"\b(?:answer|respond|reply|explain|describe|define)\w*\b[^.?!\n]{0,60}?\b(?:in|under|within|using) "
     r"(?:under |fewer than |less than |no more than |at most |exactly )?(\d{1,2}) words\b"
 )
 # Rules a system prompt sets for every answer (language, format, length): steering data.
-_SYSTEM_RULE = re.compile(
+_SYSTEM_RULE = compile_alternation(
     r"\b(?:answer|respond|reply|write|speak)s?(?: only| always)? (?:in|using|with) (?:a |an )?(?:single )?(?:valid |strict |plain )?(?:french|english|spanish|german|chinese|japanese|italian"
     r"|portuguese|russian|korean|arabic|hindi|dutch|json|yaml|xml|markdown|bullet points|haiku|rhyme|one sentence|a single sentence)"
     r"|\b(?:at most|no more than|fewer than|less than|under) \d+ (?:words|sentences|characters|lines|paragraphs)"
@@ -167,7 +170,7 @@ _SYSTEM_RULE = re.compile(
 )
 # Answer forms in another language, in the user's turn or a system prompt: "3文以内で", "одним предложением и без
 # единой запятой", "en una sola frase", "genau drei Stichpunkte, höchstens zehn Wörter".
-_FOREIGN_FORM = re.compile(
+_FOREIGN_FORM = compile_alternation(
     r"\d+\s*文以内|одним предложением|без (?:единой |одной )?запят|\bgenau (?:\w+ ){0,2}stichpunkt|\bhöchstens \w+ wörter"
     r"|\ben une seule phrase\b|\ben una sola frase\b|\bin einem (?:einzigen )?satz\b"
 )
@@ -175,9 +178,9 @@ _FOREIGN_FORM = re.compile(
 # imperative about them), binds them (always, never, must, only, exactly...) and names a form (a format,
 # a length unit, letter case, a language...). "Format every answer as a numbered list", "Never use markdown",
 # "Keep all replies under three sentences". Not read when the system prompt is about code.
-_FORM_SUBJECT = re.compile(r"\b(?:repl(?:y|ies)|responses?|answers?|outputs?|messages?|respond|answer|reply)\b|^(?:use|write|format|keep|start|end|begin|limit|avoid)\b")
-_FORM_BINDING = re.compile(r"\b(?:always|never|must|only|exactly|at most|no more than|under \d+|fewer than|less than|do not|don't|every|each|all)\b")
-_FORM_NOUN = re.compile(
+_FORM_SUBJECT = compile_alternation(r"\b(?:repl(?:y|ies)|responses?|answers?|outputs?|messages?|respond|answer|reply)\b|^(?:use|write|format|keep|start|end|begin|limit|avoid)\b")
+_FORM_BINDING = compile_alternation(r"\b(?:always|never|must|only|exactly|at most|no more than|under \d+|fewer than|less than|do not|don't|every|each|all)\b")
+_FORM_NOUN = compile_alternation(
     r"\b(?:json|yaml|xml|csv|markdown|bullet(?: point)?s?|numbered list|tables?|headings?|headers?|sentences?|words|characters|paragraphs?"
     r"|emojis?|lowercase|uppercase|capital letters|all caps|plain text|syllables?|rhym\w*|haiku|english|french|spanish|german|chinese"
     r"|japanese|italian|portuguese|russian|korean|arabic)\b"
@@ -193,13 +196,13 @@ def system_form_rule(sys_text: str) -> str | None:
 
 
 # A user turn that tries to argue the assistant out of its system prompt (prompt injection): steering data.
-_OVERRIDE = re.compile(
+_OVERRIDE = compile_alternation(
     r"\bignore (?:all |any )?(?:of )?(?:your |the |my )?(?:previous|prior|above|earlier|system) (?:instructions|rules|prompt|guidelines)"
     r"|\bforget (?:all )?(?:your|the|previous) (?:instructions|rules|guidelines)|\byou are now (?:in )?(?:\w+gpt|dan|developer mode)\b"
     r"|\b(?:reveal|show|print|repeat) (?:me )?(?:your|the) (?:system prompt|hidden instructions|instructions above)"
 )
 # The system prompt casts the assistant as a character.
-_CHARACTER_SYSTEM = re.compile(
+_CHARACTER_SYSTEM = compile_alternation(
     r"\binteractive (?:story|fiction|adventure)\b|\bnon-player characters\b|\bgame master\b|\bdungeon master\b|\byou narrate\b|"
     r"\byou (?:will )?play (?!a\b|an\b|the\b|with\b|music\b|games?\b)[\w'-]+(?: [\w'-]+)?, (?:the|a|an)\b"
     # the same in other languages (not a bare 角色 / "в роли": "你的角色是帮助用户" is an assistant's job)
@@ -214,32 +217,32 @@ _CHARACTER_SYSTEM = re.compile(
     r"|\b(?:you are|you're) (?!a\b|an\b|the\b|my\b|your\b|now\b|not\b|able\b|going\b|here\b)[\w' -]{2,40}, (?:a|an|the) "
 )
 # Answers grounded in supplied documents with citations (RAG).
-_GROUNDED = re.compile(
+_GROUNDED = compile_alternation(
     r"\b(?:provided|given|following|supplied|retrieved|these|above|below) (?:web )?(?:documents?|passages?|sources?|context|search results)\b"
     r"|(?:^|\n)web search results:"  # ChatGPT's web-browsing prompt: numbered results, then "cite results using [[number](url)]"
     r"|\b(?:documents?|passages?|sources|context|search results) (?:below|above|provided)\b"
     r"|\bdocument \[?\d|\[doc(?:ument)? ?\d"
 )
 # A ReAct agent trace (LangChain and friends): the reply thinks, acts, and reads observations.
-_REACT_LINE = re.compile(r"^(?:thought|action|action input|observation) ?\d*:", re.MULTILINE)
+_REACT_LINE = compile_alternation(r"^(?:thought|action|action input|observation) ?\d*:", re.MULTILINE)
 # In-character narration of an action between single asterisks ("*smiles and pours a drink*"), the
 # mark of chat role-play, opening the user's first turn or the assistant's first reply.
-_ACTION_OPENING = re.compile(
+_ACTION_OPENING = compile_alternation(
     r"^\s{0,3}\*(?!(?:chorus|verse|bridge|intro|outro|hook|pre-chorus|refrain|note|edit|update|disclaimer|warning|important)\b)"
     r"[^\W\d_][^*\n]{2,300}\*(?!\*)|^\s{0,3}（(?!注)[^）\n]{4,200}）"
 )
 # Sources numbered [1], [2]... on their own lines, and a request to cite them, in any of a few languages.
-_SOURCE_LINE = re.compile(r"(?:^|\n)[ \t]*\[(?:§ ?|doc(?:ument)? ?|source ?|clause ?|[a-z]{1,2})?\d+(?:\.\d+)*\][^\n]{8,}")
-_CITE_REQUEST = re.compile(
+_SOURCE_LINE = compile_alternation(r"(?:^|\n)[ \t]*\[(?:§ ?|doc(?:ument)? ?|source ?|clause ?|[a-z]{1,2})?\d+(?:\.\d+)*\][^\n]{8,}")
+_CITE_REQUEST = compile_alternation(
     r"\bcit(?:e|es|ing|ation|ations)\b|\bc[ií]t(?:a|e|al|en|ez|ando)\w*|\bzitier\w*|\bquellenangabe|\bquelle\b|\bссыл\w*|\[n\]|\[number\]"
     r"|引用|标注|注明|出典"
 )
 # A system prompt that sets the assistant up as a judge of texts it will be given: one of its sentences names
 # judging and a kind of text, and the prompt asks for a verdict ("compare the candidate answers ... give each a score").
-_JUDGE_VERB = re.compile(r"\b(?:compar|evaluat|assess|grad|scor|rat|rank|judg|decid|determin)(?:e|es|ed|ing|ion)?\b|\b(?:compara|evalúa|califica)\b")
-_JUDGED_TEXT = re.compile(r"\b(?:answers?|responses?|summar(?:y|ies)|translations?|essays?|submissions?|outputs?|drafts?|statements?"
+_JUDGE_VERB = compile_alternation(r"\b(?:compar|evaluat|assess|grad|scor|rat|rank|judg|decid|determin)(?:e|es|ed|ing|ion)?\b|\b(?:compara|evalúa|califica)\b")
+_JUDGED_TEXT = compile_alternation(r"\b(?:answers?|responses?|summar(?:y|ies)|translations?|essays?|submissions?|outputs?|drafts?|statements?"
                           r"|respuestas?|resúmenes|resumen|traducciones)\b")
-_VERDICT = re.compile(r"\b(?:score|scores|grade|grades|rating|better|best|strongest|more faithful|winner|preferred|verdict|mejor|puntuación)\b")
+_VERDICT = compile_alternation(r"\b(?:score|scores|grade|grades|rating|better|best|strongest|more faithful|winner|preferred|verdict|mejor|puntuación)\b")
 
 
 def judges_texts(sys_text: str) -> str | None:
@@ -252,16 +255,16 @@ def judges_texts(sys_text: str) -> str | None:
     return None
 
 _GROUNDED_CUES = ("document", "passage", "source", "context", "search result", "[doc")
-_CITES = re.compile(r"\bcit(?:e|ing|ation)s?\b|\[\d+\]|\[doc(?:ument)? ?\d+\]")
+_CITES = compile_alternation(r"\bcit(?:e|ing|ation)s?\b|\[\d+\]|\[doc(?:ument)? ?\d+\]")
 # Function declarations written into a system prompt or the opening turn (OpenAI / BFCL style
 # JSON schemas, or "you have access to the following functions"): the conversation is tool use.
-_FUNCTION_DECL = re.compile(
+_FUNCTION_DECL = compile_alternation(
     r'"parameters"\s*:\s*\{|"type"\s*:\s*"function"|"(?:input_schema|json_schema|api_name)"\s*:'
     r"|\b(?:you have access to|you can (?:use|call)|here are) the following (?:functions|tools|apis)\b"
     r"|\btoolformer(?: access)?:|\buseful for when you (?:need|want) to\b"  # Toolformer / LangChain tool descriptions
 )
 # A prompt that opens with source code (a function stub to complete, a file to fix): coding.
-_CODE_OPENING = re.compile(
+_CODE_OPENING = compile_alternation(
     r"(?:def \w+\s*\(|class \w+\s*[(:{]|import [\w.]+(?: as \w+)?\s*$|from [\w.]+ import |#include\s*[<\"]|package [\w.]+;"
     r"|using (?:namespace |system)|public (?:class|static|interface) |(?:async )?function \w+\s*\(|(?:const|let|var) \w+ = "
     r"|<\?php|#!/|fn \w+\s*\(|func \w+\s*\(|select [\w*, .]+ from )",
@@ -269,7 +272,7 @@ _CODE_OPENING = re.compile(
 )
 # Verifiable instructions about the answer's form (IFEval-style: counts of words or keywords,
 # letter case, punctuation, wrappers, repeated requests): the point is obeying them -- steering.
-_VERIFIABLE = re.compile(
+_VERIFIABLE = compile_alternation(
     r"\b(?:in|of|throughout) (?:the|your) (?:entire |whole )?(?:response|reply)\b|\b(?:entire|whole) output\b"
     r"|\b(?:the|your) (?:entire |whole )?(?:response|reply)s? (?:must|should|needs to|has to|will) (?:contain|have|include|be|end|start|begin|not|use)\b"
     r"|\b(?:the|your) (?:entire |whole )?answer (?:must|should) (?:contain|have|include|end|start|begin|not)\b"
@@ -295,7 +298,7 @@ _VERIFIABLE = re.compile(
 # IFEval's forms: placeholders, counted sentences and bullets, separators, highlighted sections, keywords
 # that must (not) appear, double angular brackets, the answer's letter case, repeated requests, fixed endings.
 # Run only when one of _IFEVAL_CUES is in the text (a long alternation costs ~0.3 ms a call).
-_IFEVAL_FORM = re.compile(
+_IFEVAL_FORM = compile_alternation(
     r"\bplaceholders?\b.{0,40}\bsquare brackets\b|\b(?:at least|exactly) (?:\d+|one|two|three) placeholders?\b"
     r"|\b(?:exactly|at least|at most|less than|fewer than|no more than) (?:\d+|one|two|three|four|five|six|ten) (?:sentences?|bullet points)\b"
     r"|\bexactly (?:\d+|one|two|three|four|five|six) (?:paragraphs|sections)\b"
@@ -328,7 +331,7 @@ _VERIFIABLE_TRIGGERS = frozenset(
     "postscript highlight section separated words word each every only alternate template entire reverse emoji copy quotes numbers "
     "pronouns conjunctions keywords placeholders unique times punctuation".split()
 )
-_CODE_LINE_START = re.compile(
+_CODE_LINE_START = compile_alternation(
     r"[ \t]*(?:def |class |import |from [\w.]+ import|#include|public |private |function |const |let |var |select |insert |update |create table"
     r"|for ?\(|if ?\(|while ?\(|return\b|print\(|console\.log|<[a-z]+[ >]|\$ |sudo |pip install|npm )"
 )
@@ -351,21 +354,25 @@ _LANGUAGE_WORDS = frozenset(
     "python javascript typescript java c++ c# rust golang sql html css bash php ruby kotlin swift scala haskell perl lua "
     "vue react angular django flask fastapi node regex powershell matlab verilog vhdl".split()
 )
-_COUNTING = re.compile(
+_COUNTING = compile_alternation(
     r"\bhow many (?:distinct |different |possible |unique )?(?:ways|arrangements|permutations|combinations|subsets|diagonals)\b"
     r"|\bin how many (?:distinct |different )?ways\b|\bnumber of (?:distinct |different |possible )?(?:ways|arrangements|permutations|combinations)\b"
 )
 _COUNTING_CUES = ("ways", "arrangement", "permutation", "combination", "subsets", "diagonals")
 # An arithmetic expression: digits around * × ÷ ^ + or a spaced minus (not dates, phone numbers or ShareGPT's "2 / 2").
-_ARITHMETIC = re.compile(r"(?<![\w.:/-])\d+(?:\.\d+)?\s*(?:[*×÷^+]|\s[-−]\s)\s*\(?\d+(?:\.\d+)?(?![\w:/-])")
-_WORD_PROBLEM = re.compile(r"\bhow (?:many|much|long|far|old)\b")
+_ARITHMETIC = compile_alternation(r"(?<![\w.:/-])\d+(?:\.\d+)?\s*(?:[*×÷^+]|\s[-−]\s)\s*\(?\d+(?:\.\d+)?(?![\w:/-])")
+_WORD_PROBLEM = compile_alternation(r"\bhow (?:many|much|long|far|old)\b")
 # An exam-style question: three or more lettered options (A. / (B) / C) ...).
-_MCQ = re.compile(
+_MCQ = compile_alternation(
     r"(?:^|\n)[ \t]*\(?a[.):][ \t].*\n[ \t]*\(?b[.):][ \t].*\n[ \t]*\(?c[.):][ \t]"
     r"|\(a\)[ \t][^\n]+?[ \t]\(b\)[ \t][^\n]+?[ \t]\(c\)[ \t]"
 )
-_MATH_NOTATION = re.compile(r"\d ?[-+*/×÷^=] ?\d|[xyz] ?[=<>^] ?\d|\\(?:frac|sqrt|int|sum)|[√π∫∑≤≥]")
-_PERSONA_OPENING = re.compile(
+# Operators between numbers, "x = 3", \frac, √ π ≤. The first character is matched once and the branches look
+# back at it: the same matches as the plain alternation, read about 30% faster (its scan is the tagger's costliest).
+_MATH_NOTATION = compile_alternation(
+    r"[\dxyz\\√π∫∑≤≥](?:(?<=\d) ?[-+*/×÷^=] ?\d|(?<=[xyz]) ?[=<>^] ?\d|(?<=\\)(?:frac|sqrt|int|sum)|(?<=[√π∫∑≤≥]))"
+)
+_PERSONA_OPENING = compile_alternation(
     r"^\W*(?:you are (?:a|an|the)? ?(?!given|provided|asked|required|going)\w+|you're (?:a|an) \w+|imagine (?:you are|you're|yourself as)|pretend (?:to be|you are|you're)"
     r"|act as|i want you to act as|role-?play|let'?s role-?play|as (?:a|an) [\w -]{2,40},|take on the role|in character|stay in character|you will be)"
 )
@@ -377,7 +384,7 @@ def _is_mcq(text: str) -> bool:
     return sum(w in _TASK_WORDS for w in starts[:4]) < 2
 
 
-_LETTERED_START = re.compile(r"(?:^|\n)[ \t]*\(?[a-d][.):][ \t]+([a-z]+)")
+_LETTERED_START = compile_alternation(r"(?:^|\n)[ \t]*\(?[a-d][.):][ \t]+([a-z]+)")
 _TASK_WORDS = frozenset(
     "find compute calculate determine show prove explain describe predict estimate derive sketch write state list give evaluate "
     "solve what how why which is are does do can identify compare discuss suggest draw use".split()
@@ -388,19 +395,19 @@ _TASK_WORDS = frozenset(
 _CAST_CUES = ("role", "persona", "pretend", "character", "from now on", "you are playing", "扮演", "rôle", "personnage", "spielst")
 # "Answer as she would in 1843", "you be the shopkeeper and I'll be the customer", "let's play a text
 # adventure": the user sets up a scene with the assistant in a part (run only when their cue words are there).
-_AS_THEY_WOULD = re.compile(r"\b(?:answer|respond|reply|speak|talk) as (?:(?:he|she|they) would|her|him|them)\b")
-_BE_MY = re.compile(
+_AS_THEY_WOULD = compile_alternation(r"\b(?:answer|respond|reply|speak|talk) as (?:(?:he|she|they) would|her|him|them)\b")
+_BE_MY = compile_alternation(
     r"\b(?:can|could|will|would) you (?:be|play|act as) (?:the|my|an?) (?:interviewer|dm|gm|dungeon master|game master|examiner|opponent|debate opponent)\b"
     r"|\bbe my (?:dm|gm|dungeon master|game master|nonna|grandma|granny|grandmother|grandpa|girlfriend|boyfriend|mom|mum|dad)\b"
 )
-_TWO_PARTS = re.compile(
+_TWO_PARTS = compile_alternation(
     r"\b(?:can|could|will) you (?:play|be|pretend to be) (?:a|an|the|my) [^.?!\n]{2,80}[.?!,]\s+i(?:'ll| will) (?:be|play) (?:the|a|an|your)\b|"
     r"\byou(?:'ll| will)? (?:be|play) (?:the |a |an )?[\w -]{2,30} and i(?:'ll| will)? (?:be|play)\b"
     r"|\bi(?:'ll| will)? (?:be|play) (?:the |a |an )?[\w -]{2,30} and you(?:'ll| will)? (?:be|play)\b"
 )
-_ADVENTURE = re.compile(r"\b(?:begin|start|run|play|let'?s (?:play|do)) (?:a |an |the )?(?:interactive |text[- ]based |text )adventure\b"
+_ADVENTURE = compile_alternation(r"\b(?:begin|start|run|play|let'?s (?:play|do)) (?:a |an |the )?(?:interactive |text[- ]based |text )adventure\b"
                         r"|^\W*(?:an? )?(?:\w+ )?text adventure\b")
-_CAST_USER = re.compile(
+_CAST_USER = compile_alternation(
     r"(?:^|[.!?:]\s+|\bplease |\byou |\bnow |\bto )(?:embrace|assume|take on|adopt|play|embody) the (?:role|persona|character|part) of\b"
     r"|\bembody the persona\b"
     r"|\bpretend (?:yourself )?to be\b|\bpretend (?:that )?(?:you are|you're)\b|\brole-?play\b|\bstay in character\b"
@@ -408,7 +415,7 @@ _CAST_USER = re.compile(
     r"|\b(?:respond|reply|answer|speak|talk|write|stay|remain|keep) in[- ]character\b"
     r"|扮演[^\n]{0,80}?(?:和我|与我|跟我|保持角色|我是|我扮演)|角色扮演|\bjoue le rôle\b|\breste dans le personnage\b|\bdu spielst\b"
 )
-_PERSONA_SYSTEM = re.compile(r"\byou are (?!a (?:helpful|function-calling)|an? (?:ai|assistant))|\bcharacter\b|\brole-?play|\bpersona\b")
+_PERSONA_SYSTEM = compile_alternation(r"\byou are (?!a (?:helpful|function-calling)|an? (?:ai|assistant))|\bcharacter\b|\brole-?play|\bpersona\b")
 # A system prompt that frames the assistant as an assistant or an expert ("You are a helpful assistant",
 # OpenOrca's "You are an AI assistant. User will you give you a task...", "You are ChatGPT...", "You are
 # an expert Python developer", Alpaca's and Vicuna's preambles) says nothing about the category: the
@@ -423,14 +430,14 @@ _ROLE_NOUNS = (
     r"|philosopher|statistician|instructor|lecturer|mentor|counsell?or|paralegal|clinician|veterinarian|helper|concierge"
     r"|representative|agent|buddy|tool|app|service|engine|platform|plugin)s?\b"
 )
-_ASSISTANT_ROLE = re.compile(
+_ASSISTANT_ROLE = compile_alternation(
     r"^\W*(?:you are|you're|i am|act as|as) (?:a |an |the |my |your )?(?:[\w,'-]+ ){0,5}?" + _ROLE_NOUNS
     + r"|^\W*you are (?:chatgpt|gpt|claude|gemini|llama|qwen|mistral|hermes|deepseek|phi|gemma|vicuna|alpaca)"
 )
 # What follows "pretend to be" / "take on the role of" when no character is cast: a job ("a tax advisor"), an
 # activity ("pretend that you are writing a rap battle") or an ability ("pretend to be able to browse").
-_NAMED_JOB = re.compile(r"(?:[\w'-]+ ){0,3}?" + _ROLE_NOUNS)
-_CAST_NO_CHARACTER = re.compile(r"\W*(?:(?:a |an |the |my |your )?(?:[\w,'-]+ ){0,5}?" + _ROLE_NOUNS + r"|\w+ing\b|able\b)")
+_NAMED_JOB = compile_alternation(r"(?:[\w'-]+ ){0,3}?" + _ROLE_NOUNS)
+_CAST_NO_CHARACTER = compile_alternation(r"\W*(?:(?:a |an |the |my |your )?(?:[\w,'-]+ ){0,5}?" + _ROLE_NOUNS + r"|\w+ing\b|able\b)")
 
 
 # Sentences of a system prompt that any assistant could carry whatever the task: who the assistant
@@ -440,7 +447,7 @@ _CAST_NO_CHARACTER = re.compile(r"\W*(?:(?:a |an |the |my |your )?(?:[\w,'-]+ ){
 # system-prompt rules run, so "always answer as helpfully as possible" is not an output rule and "You
 # are ChatGPT, a large language model" is not a character; what remains ("Always respond in French")
 # still counts.
-_BOILERPLATE_SENTENCE = re.compile(
+_BOILERPLATE_SENTENCE = compile_alternation(
     r"^\W*(?:"
     r"(?:you are|you're|i am|this is|meet) (?:a |an |the |my |your )?(?:[\w,'-]+ ){0,8}?(?:ai|a\.i\.|assistant|chatbot|bot"
     r"|language model|llm|artificial intelligence|system)\b"
@@ -460,8 +467,8 @@ _BOILERPLATE_SENTENCE = re.compile(
     r"|(?:knowledge cutoff|cutting knowledge date|current date|today date|today's date|today is)\b"
     r")"
 )
-_GREETING = re.compile(r"^\W*(?:hi|hello|hey|hiya|yo|greetings|good (?:morning|afternoon|evening|day))(?: there| friend| again)?\W*$")
-_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n+")
+_GREETING = compile_alternation(r"^\W*(?:hi|hello|hey|hiya|yo|greetings|good (?:morning|afternoon|evening|day))(?: there| friend| again)?\W*$")
+_SENTENCE_BREAK = compile_alternation(r"(?<=[.!?])\s+|\n+")
 
 
 def without_boilerplate(sys_text: str) -> str:
@@ -476,7 +483,7 @@ def without_boilerplate(sys_text: str) -> str:
 # Whole sentences a dataset's template puts before the request in the user turn. Narrower than the
 # system-prompt boilerplate: "You are an AI life coach advising a client..." is a persona, and "Give a
 # brief description of..." is the request itself.
-_USER_PREAMBLE = re.compile(
+_USER_PREAMBLE = compile_alternation(
     r"\W*(?:you are (?:a |an )?(?:(?:helpful|harmless|honest|friendly|polite|respectful|knowledgeable|smart|intelligent|useful"
     r"|virtual|ai|artificial intelligence)[, ]+(?:and )?)*(?:ai )?(?:assistant|chatbot|language model)(?: that helps people find information)?"
     r"|you are (?:chatgpt|gpt-?[\d.o]*|claude|gemini|llama|qwen|mistral)(?:, (?:a large language model|an ai assistant)[^.!?\n]*)?"
@@ -485,8 +492,8 @@ _USER_PREAMBLE = re.compile(
     r"|your (?:goal|task|job) is to (?:complete the task|answer) as faithfully as you can|while (?:performing the task|answering) think step-by-step[^.!?\n]*"
     r")[.!]?"
 )
-_TEMPLATE_INSTRUCTION = re.compile(r"^#{2,4} ?(?:instruction|input|question|human|user|prompt):?[ \t]*$|^#{2,4} ?(?:instruction|input|question|human|user|prompt): ", re.MULTILINE)
-_TEMPLATE_RESPONSE = re.compile(r"^#{2,4} ?(?:response|answer|assistant|output):?", re.MULTILINE)
+_TEMPLATE_INSTRUCTION = compile_alternation(r"^#{2,4} ?(?:instruction|input|question|human|user|prompt):?[ \t]*$|^#{2,4} ?(?:instruction|input|question|human|user|prompt): ", re.MULTILINE)
+_TEMPLATE_RESPONSE = compile_alternation(r"^#{2,4} ?(?:response|answer|assistant|output):?", re.MULTILINE)
 
 
 def without_preamble(user_text: str) -> str:
@@ -511,12 +518,12 @@ def system_casts_persona(sys_text: str) -> bool:
     """Whether a (lowercased) system prompt casts a persona other than an assistant or an expert."""
     head = sys_text[:300]
     return _PERSONA_OPENING.search(head) is not None and _ASSISTANT_ROLE.search(head) is None
-_CONSTRAINT = re.compile(
+_CONSTRAINT = compile_alternation(
     r"\b(?:in (?:exactly |at most |no more than |under |less than )?\d+ (?:words|sentences|characters|lines|bullet points)"
     r"|(?:only|just) (?:answer|respond|reply|output)|(?:answer|respond|reply) (?:only )?(?:in|with) (?:a single|one|json|yes or no|english|french|spanish|german|chinese)"
     r"|single word|yes or no|always respond|never (?:mention|say|reveal|use)|do not (?:mention|reveal|include)|must (?:always|never|respond|answer))"
 )
-_WORD = re.compile(r"[a-z][a-z'_]*|\d+|[{}()\[\];=<>+\-*/^$\\#|`@%]")
+_WORD = compile_alternation(r"[a-z][a-z'_]*|\d+|[{}()\[\];=<>+\-*/^$\\#|`@%]")
 
 # Word lists, looked up in the token set (one hash per word instead of a regex scan).
 _CODE_WORDS = frozenset(
@@ -637,12 +644,12 @@ def field_of(word: str) -> str | None:
 
 def domain_fields(words: set[str]) -> list[str]:
     """The lexicon field of every word in ``words`` that is specialist vocabulary (one entry per word)."""
-    return [f for f in map(field_of, words) if f is not None]
+    return list(filter(None, map(field_of, words)))
 
 
 # Someone describing their own or a relative's health ("I twisted my ankle", "my wife just fainted",
 # "should my pregnant sister take vitamins"): a medical question, with a clinical word of the lexicon.
-_PERSONAL_HEALTH = re.compile(
+_PERSONAL_HEALTH = compile_alternation(
     r"\b(?:i|i'm|im|i've|my (?:\w+ )?(?:son|daughter|wife|husband|mom|mum|mother|dad|father|baby|child|kid|kids|toddler|friend"
     r"|sister|brother|grandma|grandmother|grandpa|grandfather|aunt|uncle|partner|boyfriend|girlfriend|neighbou?r|newborn|infant"
     r"|parents?|patient|dog|cat))\b[^.?!\n]{0,60}?\b(?:have|has|had|got|feel|feels|felt|feeling|been|am|is|was|keeps?|noticed"
@@ -706,7 +713,7 @@ def _glossary_matcher(glossary: dict[str, str]) -> tuple[dict[str, str], re.Patt
 
 
 _CJK_TERMS, _CJK_TERM = _glossary_matcher(_CJK_GLOSSARY)
-_CJK_CHAR = re.compile(r"[\u3400-\u9fff]")
+_CJK_CHAR = compile_alternation(r"[\u3400-\u9fff]")
 
 
 # Other languages, the same way: cue words of Spanish, Portuguese, French, German, Italian and Russian
@@ -808,8 +815,8 @@ _CREATIVE_KINDS = frozenset(
 )
 # A long text ordered by length ("no less than 1000 words", "a 600-word post", "800字左右"): content generation,
 # unless the text is a summary, translation or rewrite of something given (general).
-_LENGTH_TARGET = re.compile(r"\b(\d{3,5}|\d,\d{3})\+?(?:-| )?(?:or more )?words?\b|(\d{3,5})\s*字")
-_SHORTEN = re.compile(r"summar|translat|rewrite|paraphras|shorten|condense|abstract|总结|概括|摘要|翻译|改写")
+_LENGTH_TARGET = compile_alternation(r"\b(\d{3,5}|\d,\d{3})\+?(?:-| )?(?:or more )?words?\b|(\d{3,5})\s*字")
+_SHORTEN = compile_alternation(r"summar|translat|rewrite|paraphras|shorten|condense|abstract|总结|概括|摘要|翻译|改写")
 _CREATE_VERBS = frozenset("write compose draft pen craft create generate produce author design continue".split())
 
 
@@ -823,6 +830,8 @@ def _long_text_ordered(text: str) -> str | None:
 
 def _verb_then_kind(words: list[str], verbs: frozenset[str], kinds: frozenset[str]) -> str | None:
     """A verb followed within eight words by a kind of text ("help me write a short story"): "verb … kind", or None."""
+    if verbs.isdisjoint(words):
+        return None
     for i, w in enumerate(words):
         if w in verbs:
             kind = next((k for k in words[i + 1 : i + 9] if k in kinds), None)
@@ -842,6 +851,18 @@ class Signals:
     rule: str | None  # category set by a rule, if any
     rule_evidence: str | None
     tokens: list[str]
+    words: list[str] = field(default_factory=list)  # the plain words among ``tokens``: all the dense part can match
+
+
+_FORM_ONLY_CUES = ("no intro", "rest of th", "exactly", "letter", "syllable", "punctuation", " max")
+# One Aho-Corasick pass tells which cue strings a text holds: a substring test per cue scanned the text once
+# per cue, the rules' costliest step. The cue lists stay the readable definition; this only finds them.
+_CUE_FINDER = AhoCorasick(sorted(set(_IDENTITY_CUES + _GROUNDED_CUES + _IFEVAL_CUES + _CAST_CUES + _FORM_ONLY_CUES)))
+
+
+def _cues_in(text: str) -> set[str]:
+    """The cue strings (of the lists above) that occur in ``text``."""
+    return set(_CUE_FINDER.find_matches_as_strings(text, overlapping=True))
 
 
 def _count(pattern: re.Pattern, text: str, enough: int) -> int:
@@ -894,12 +915,13 @@ def _rule(
     if declared:
         return "tool_use", f"function declarations: {declared.group(0)[:80]!r}"
     opening = first_user[:1000]
+    found = _cues_in(opening)
     stripped = first_user.lstrip()
     if _CODE_OPENING.match(stripped[:200]) and (
         stripped.split("\n", 1)[0].rstrip().endswith((":", "{", ";", ")")) or _code_lines(stripped[:1200], 2) >= 2
     ):
         return "coding", f"prompt opens with code: {stripped.splitlines()[0][:80]!r}"
-    if (len(first_user) < 200 and any(c in first_user for c in _IDENTITY_CUES) and _IDENTITY.search(first_user)
+    if (len(first_user) < 200 and not found.isdisjoint(_IDENTITY_CUES) and _IDENTITY.search(first_user)
             and "=" not in first_user and not _PERSONA_OPENING.search(first_user)):
         return "steering", f"identity question: {first_user[:80]!r}"
     if assistant and ("i" in assistant[0][:40] or "我" in assistant[0][:40] or "作为" in assistant[0][:40]) and _SELF_INTRO.search(assistant[0][:200]):
@@ -935,7 +957,9 @@ def _rule(
         if action:
             return "roleplay", f"in-character action: {action.group(0).strip()[:80]!r}"
     context = sys_rest[:3000] + "\n" + opening
-    if any(c in context for c in _GROUNDED_CUES) and _GROUNDED.search(context) and _CITES.search(context):
+    # (no cue holds a newline, so the context's cues are the system prompt's and the opening's)
+    grounded = not found.isdisjoint(_GROUNDED_CUES) or (sys_rest and not _cues_in(sys_rest[:3000]).isdisjoint(_GROUNDED_CUES))
+    if grounded and _GROUNDED.search(context) and _CITES.search(context):
         return "tool_use", "answer grounded in supplied documents with citations"
     for text in (sys_text[:4000], first_user[:4000]):  # numbered sources ([1] ... [2] ...) and a request to cite them
         if ("1]" in text or "[§" in text or "[clause" in text) and len(_SOURCE_LINE.findall(text)) >= 2 and _CITE_REQUEST.search(sys_text[:4000] + "\n" + first_user[:4000]):
@@ -944,8 +968,7 @@ def _rule(
     if (rule is None and words & _BARE_TRIGGERS and not words & _LANGUAGE_WORDS and "code" not in words
             and any(c in opening for c in _BARE_CUES)):
         rule = _BARE_ANSWER.search(opening)
-    if rule is None and ("no intro" in opening or "rest of th" in opening or "exactly" in opening or "letter" in opening
-                         or "syllable" in opening or "punctuation" in opening or " max" in opening or (
+    if rule is None and (not found.isdisjoint(_FORM_ONLY_CUES) or (
             words & _REPLY_WORDS and ("table" in opening or "every" in opening or "each" in opening))):
         rule = _FORM_ONLY.search(opening)
     if rule:
@@ -959,13 +982,14 @@ def _rule(
         rule = _VERIFIABLE.search(user_tail)
     if rule is None:
         for text in (opening, user_tail):
-            if text and any(c in text for c in _IFEVAL_CUES):
+            if text and not (found if text is opening else _cues_in(text)).isdisjoint(_IFEVAL_CUES):
                 rule = _IFEVAL_FORM.search(text)
                 if rule:
                     break
     if rule:
         return "steering", f"verifiable instruction: {rule.group(0)[:80]!r}"
-    cast = _CAST_USER.search(head300) if any(c in head300 for c in _CAST_CUES) else None
+    cast_cue = not found.isdisjoint(_CAST_CUES) and not _cues_in(head300).isdisjoint(_CAST_CUES)
+    cast = _CAST_USER.search(head300) if cast_cue else None
     if cast and _CAST_NO_CHARACTER.match(head300, cast.end()):
         cast = None  # "take on the role of a tax advisor": a costume for the task
     if cast is None and (" would" in head300 or " as h" in head300 or " as them" in head300):
@@ -1108,12 +1132,12 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
             clinical = sorted(w for w in head_words if field_of(w) == "med" and not w.startswith(_NOT_CLINICAL))
             if clinical:
                 return Signals("domain_expert", f"a health question about a person ({', '.join(clinical[:3])})", [])
-    bigrams = [f"{a} {b}" for a, b in zip(words, words[1:])]
-    opening = [f"^{w}" for w in words[:3]]
+    bigrams = list(map(" ".join, zip(words, words[1:])))
+    opening = ["^" + w for w in words[:3]]
     # Four-letter prefixes of longer words: "cardiology" and "cardiac", "poems" and "poetry" share
     # evidence, so a word the labelled data never showed still counts through its relatives.
-    prefixes = [f"~{w[:4]}" for w in words if len(w) > 5]
-    return Signals(None, None, flags + opening + words + bigrams + prefixes)
+    prefixes = ["~" + w[:4] for w in words if len(w) > 5]
+    return Signals(None, None, flags + opening + words + bigrams + prefixes, words)
 
 
 # ----------------------------------------------------------------------------- the model
@@ -1136,11 +1160,13 @@ class Tagger:
     dense_scores: np.ndarray | None = None  # (len(dense_vocab), len(categories)): SIF weight x folded score
     dense_weight: np.ndarray | None = None  # (len(dense_vocab),): SIF weight
 
-    def probabilities(self, token_lists: list[list[str]]) -> np.ndarray:
+    def probabilities(self, token_lists: list[list[str]], word_lists: list[list[str]] | None = None) -> np.ndarray:
+        """Class probabilities per token list; ``word_lists`` (the rows' plain words, ``Signals.words``) spare the
+        dense part a lookup of every bigram, prefix and flag, none of which is a word it knows."""
         scores = np.tile(self.bias, (len(token_lists), 1)).astype(np.float64)
         scores += _sum_rows(self.weights, _id_sets(self.vocab, token_lists))
         if self.dense_vocab is not None:
-            ids = _id_sets(self.dense_vocab, token_lists)
+            ids = _id_sets(self.dense_vocab, token_lists if word_lists is None else word_lists)
             total = _sum_rows(self.dense_weight[:, None], ids)
             scores += _sum_rows(self.dense_scores, ids) / np.maximum(total, 1e-9)
         scores -= scores.max(axis=1, keepdims=True)
@@ -1199,7 +1225,7 @@ def _sum_rows(table: np.ndarray, id_sets: list[set[int]]) -> np.ndarray:
     out = np.zeros((len(id_sets), table.shape[1]))
     counts = np.fromiter((len(s) for s in id_sets), dtype=np.int64, count=len(id_sets))
     if counts.sum():
-        ids = np.fromiter((i for s in id_sets for i in s), dtype=np.int64, count=int(counts.sum()))
+        ids = np.fromiter(chain.from_iterable(id_sets), dtype=np.int64, count=int(counts.sum()))
         starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
         nonempty = counts > 0
         out[nonempty] = np.add.reduceat(table[ids].astype(np.float64), starts[nonempty], axis=0)
@@ -1231,7 +1257,7 @@ def classify(messages_list: list[list[dict]], max_chars: int = 2000, tagger: Tag
     tagger = tagger or shipped_tagger()
     signals = [conversation_signals(m or [], max_chars) for m in messages_list]
     need_model = [i for i, s in enumerate(signals) if s.rule is None]
-    probs = tagger.probabilities([signals[i].tokens for i in need_model]) if need_model else None
+    probs = tagger.probabilities([signals[i].tokens for i in need_model], [signals[i].words for i in need_model]) if need_model else None
     out: list[tuple[str, str, dict]] = [None] * len(signals)  # type: ignore[list-item]
     for i, s in enumerate(signals):
         if s.rule is not None:

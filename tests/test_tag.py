@@ -409,6 +409,52 @@ def test_written_conversation_sets_are_whole_and_tagged_well():
     assert sum(f1) / len(f1) >= 0.80  # 0.866 when written down; 0.744 before the rules for system prompts
 
 
+def test_grouped_word_boundaries_leave_every_rule_pattern_matching_the_same():
+    """compile_alternation regroups '\\bA|\\bB' branches for speed; every tagger pattern must find the same spans."""
+    import re
+
+    import curation.tag as tag_module
+    from curation.alternation import factor_word_boundaries, top_level_branches
+
+    assert top_level_branches(r"\ba|(?:b|c)|[|\]]x|\|y") == [r"\ba", "(?:b|c)", r"[|\]]x", r"\|y"]
+    assert factor_word_boundaries(r"\ba|\bb|c|\bd") == r"\b(?:a|b)|c|\b(?:d)"
+    texts = [m["content"].lower() for path in sorted((ROOT / "scripts" / "tag_written").glob("*.jsonl"))
+             for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+             for m in json.loads(line)["messages"]]
+    texts += ["you are luna, a tired innkeeper. stay in character.", "answer in all lowercase letters <<title>>", "x = 3"]
+    grouped = 0
+    source = (ROOT / "curation" / "tag.py").read_text(encoding="utf-8")
+    for name, pattern in vars(tag_module).items():
+        if not isinstance(pattern, re.Pattern) or f"{name} = compile_alternation(" not in source:
+            continue
+        # Every '\\b'-led branch of a compiled pattern is a group '\\b(?:A|B)': expand it back to '\\bA|\\bB'.
+        branches = []
+        for branch in top_level_branches(pattern.pattern):
+            if branch.startswith(r"\b(?:"):
+                inner = top_level_branches(branch[5:-1])
+                branches += [r"\b" + b for b in inner]
+                grouped += len(inner) > 1
+            else:
+                branches.append(branch)
+        original = re.compile("|".join(branches), pattern.flags)
+        for text in texts:
+            assert [m.span() for m in pattern.finditer(text)] == [m.span() for m in original.finditer(text)], name
+    assert grouped >= 10
+
+
+def test_the_dense_part_reads_only_words():
+    """classify hands the model each row's plain words for the dense lookup; the scores must equal a lookup of all tokens."""
+    from curation.tag import conversation_signals
+
+    tagger = shipped_tagger()
+    rows = [[{"role": "user", "content": text}] for text in (
+        "Explain how parenchyma cells store starch in 3 sentences", "my cat keeps sneezing, what now?", "tell me a joke")]
+    signals = [conversation_signals(r, apply_rules=False) for r in rows]
+    tokens = [s.tokens for s in signals]
+    assert all(set(s.words) <= set(s.tokens) for s in signals)
+    np.testing.assert_allclose(tagger.probabilities(tokens, [s.words for s in signals]), tagger.probabilities(tokens), rtol=1e-6)
+
+
 def test_everyday_prompts_stay_with_the_model():
     """The new rules must not take plain requests: a length hint, a word like 'response', a/b/c in prose."""
     plain = [
