@@ -110,7 +110,7 @@ _JUDGE = compile_alternation(
     # other texts to rate or choose between: "rate each translation 1-5", "which summary is more faithful?"
     r"|\b(?:rate|grade|score|rank)\b[^.?!\n]{0,40}\b(?:translations?|summar(?:y|ies)|essays?|drafts?)\b"
     r"|\bwhich (?:of (?:the|these) (?:two |three )?)?(?:responses?|answers?|replies|outputs?|summar(?:y|ies)|translations?|versions?|drafts?)"
-    r"\b[^.?!\n]{0,40}? (?:is|was) (?:better|more|the (?:best|most)|best|most|closer|preferable)\b"
+    r"\b[^.?!\n]{0,40}? (?:(?:is|was) (?:better|more|the (?:best|most)|best|most|closer|preferable)|better (?:answers|addresses|follows|meets|fulfils|fulfills))\b"
 )
 # Explicit instructions about the form of every answer: the point of steering data.
 _OBEY = compile_alternation(
@@ -133,6 +133,8 @@ _BARE_ANSWER = compile_alternation(
     r"|\bonly (?:reply|respond|answer|talk|speak) (?:using|with|in) (?:emojis?|rhymes?|questions?|one|single)\b"
 )
 _BARE_TRIGGERS = frozenset("other word answer respond reply only".split())
+_LANGUAGE_NAMES = (r"(?:french|english|spanish|german|chinese|japanese|italian|portuguese|russian|korean|arabic|hindi|dutch"
+                   r"|turkish|polish|swedish|greek|hebrew|vietnamese|indonesian|thai)")
 _FORM_ONLY = compile_alternation(
     r"\bexactly (?:\d+|one|two|three|four|five|six|seven|eight|nine|ten) (?:numbered |bullet(?:ed)? )?(?:items|points|bullets|lines|words)\b"
     r"|\beach (?:\w+ )?(?:under|at most|no more than|max|maximum) \d+ words\b|\b\d+ words max\b|\bno punctuation\b"
@@ -142,7 +144,10 @@ _FORM_ONLY = compile_alternation(
     r"(?:[^.?!\n]{0,30}\bno (?:intro|introduction|text|explanation))?|\bno intro(?:duction)?, no conclusion\b"
     # a standing rule for the whole chat: "every answer you give me from now on must...", "for the rest of this chat answer..."
     r"|\b(?:every|each) (?:answer|response|reply) (?:you give(?: me)?(?: from now on)?|from now on) (?:must|should|has to|needs to)\b"
-    r"|\bfor the rest of (?:this|our|the) (?:chat|conversation),? (?:answer|respond|reply|write|talk|speak)\b"
+    r"|\bfor the rest of (?:this|our|the) (?:chat|conversation),? (?:only |always )?(?:answer|respond|reply|write|talk|speak)\b"
+    # a standing language rule: "from now on respond only in French", "answer in Spanish only, no matter what I write"
+    r"|\b(?:from now on|no matter what)\b[^.?!\n]{0,20}\b(?:only |always )?(?:answer|respond|reply|speak|talk|write)(?: to me)?(?: only| always)? in " + _LANGUAGE_NAMES +
+    r"|\b(?:answer|respond|reply|speak|talk|write)(?: to me)?(?: only| always)? in " + _LANGUAGE_NAMES + r"\b[^.?!\n]{0,30}\b(?:from now on|no matter what)\b"
 )
 _BARE_CUES = ("other ", "word", "json", "yaml", "xml", "only ")
 _REPLY_WORDS = frozenset("answer answers response responses reply replies respond".split())
@@ -270,6 +275,11 @@ _CODE_OPENING = compile_alternation(
     r"|<\?php|#!/|fn \w+\s*\(|func \w+\s*\(|select [\w*, .]+ from )",
     re.MULTILINE,
 )
+# A table's SQL definition anywhere in the prompt ("Context: CREATE TABLE head (age INTEGER)", text-to-SQL data):
+# the task is a query. "Create a table of the planets" has no name and parenthesis after it.
+_SQL_SCHEMA = compile_alternation(r"\bcreate table (?:if not exists )?[\w.\"`\[\]]+ ?\(")
+# Reddit WritingPrompts' tags opening a prompt ("[WP] A man discovers..."): a story to write.
+_WRITING_PROMPT_TAG = compile_alternation(r"^\W{0,3}\[(?:wp|sp|eu|cw|tt|pi|ff|rf|mp|ip)\] ")
 # Verifiable instructions about the answer's form (IFEval-style: counts of words or keywords,
 # letter case, punctuation, wrappers, repeated requests): the point is obeying them -- steering.
 _VERIFIABLE = compile_alternation(
@@ -854,7 +864,7 @@ class Signals:
     words: list[str] = field(default_factory=list)  # the plain words among ``tokens``: all the dense part can match
 
 
-_FORM_ONLY_CUES = ("no intro", "rest of th", "exactly", "letter", "syllable", "punctuation", " max")
+_FORM_ONLY_CUES = ("no intro", "rest of th", "rest of our", "exactly", "letter", "syllable", "punctuation", " max", "from now on", "no matter what")
 # One Aho-Corasick pass tells which cue strings a text holds: a substring test per cue scanned the text once
 # per cue, the rules' costliest step. The cue lists stay the readable definition; this only finds them.
 _CUE_FINDER = AhoCorasick(sorted(set(_IDENTITY_CUES + _GROUNDED_CUES + _IFEVAL_CUES + _CAST_CUES + _FORM_ONLY_CUES)))
@@ -921,6 +931,10 @@ def _rule(
         stripped.split("\n", 1)[0].rstrip().endswith((":", "{", ";", ")")) or _code_lines(stripped[:1200], 2) >= 2
     ):
         return "coding", f"prompt opens with code: {stripped.splitlines()[0][:80]!r}"
+    if "create table" in first_user and _SQL_SCHEMA.search(first_user[:4000]):
+        return "coding", f"an SQL table definition: {_SQL_SCHEMA.search(first_user[:4000]).group(0)!r}"
+    if stripped[:5].startswith(("[", "(", "*")) and _WRITING_PROMPT_TAG.match(stripped[:8]):
+        return "content_generation", f"a writing-prompt tag: {stripped[:8].strip()!r}"
     if (len(first_user) < 200 and not found.isdisjoint(_IDENTITY_CUES) and _IDENTITY.search(first_user)
             and "=" not in first_user and not _PERSONA_OPENING.search(first_user)):
         return "steering", f"identity question: {first_user[:80]!r}"

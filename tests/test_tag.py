@@ -387,6 +387,24 @@ def test_rules_read_short_answers_judging_characters_and_sums_in_the_prompt():
     assert not any(source == "rules" and c in ("steering", "math") for c, source, _ in got)
 
 
+def test_rules_read_the_shapes_of_well_known_datasets():
+    """Text-to-SQL prompts carry a CREATE TABLE, Reddit's writing prompts open with [WP]; a standing language rule
+    and a pairwise judging question are steering. Their near misses stay with the model."""
+    cases = {
+        "Question: How many heads of the departments are older than 56?\nContext: CREATE TABLE head (age INTEGER)": "coding",
+        "[WP] A man discovers that every time he sneezes, time stops for everyone but him.": "content_generation",
+        "From now on, respond only in French, no matter what I write.": "steering",
+        "Answer in Spanish only, no matter what language I use.": "steering",
+        "For the rest of our conversation, only speak like Shakespeare.": "steering",
+        "Which of the two responses below better answers the question?\nResponse A: Paris.\nResponse B: Lyon.": "steering",
+    }
+    got = classify([[{"role": "user", "content": text}] for text in cases])
+    assert [(c, source) for c, source, _ in got] == [(c, "rules") for c in cases.values()]
+    near = ["Create a table (name, mass, distance) of the planets in markdown.", "What does [WP] mean on Reddit?",
+            "Please answer in Spanish: what is the capital of Peru?"]
+    assert all(source == "model" for _, source, _ in classify([[{"role": "user", "content": t}] for t in near]))
+
+
 def test_written_conversation_sets_are_whole_and_tagged_well():
     """scripts/tag_written: 1,000 labelled conversations (system prompts, several turns, tools, ten languages)
     written from the issue's definitions. Each file is balanced; the shipped tagger stays well above chance."""
