@@ -278,6 +278,19 @@ _CODE_OPENING = compile_alternation(
 # A table's SQL definition anywhere in the prompt ("Context: CREATE TABLE head (age INTEGER)", text-to-SQL data):
 # the task is a query. "Create a table of the planets" has no name and parenthesis after it.
 _SQL_SCHEMA = compile_alternation(r"\bcreate table (?:if not exists )?[\w.\"`\[\]]+ ?\(")
+# A fenced block tagged with a programming language ("```python", "```diff"): code to write, read or fix. Not css:
+# ChatGPT users paste its plain-text blocks, which it often fences as css ("Tower of Hanoi" states).
+_CODE_FENCE = compile_alternation(
+    r"```[ \t]*(?:python[23]?|py|javascript|js|typescript|ts|jsx|tsx|java|c|cpp|c\+\+|csharp|c#|cs|go|golang|rust|rs|ruby|rb|php"
+    r"|sql|mysql|postgresql|bash|sh|shell|zsh|console|powershell|ps1|bat|diff|patch|html|kotlin|kt|swift|scala|r|matlab"
+    r"|perl|lua|haskell|dart|vue|svelte|dockerfile|makefile|cmake|verilog|vhdl|asm|nasm|objective-c|objc|elixir|clojure|julia"
+    r"|fortran|groovy|solidity|vba|apex|gdscript)[ \t]*\n"
+)
+# "I want you to act as a Linux terminal. I will type commands and you will reply with what the terminal should show":
+# the assistant simulates a program for the user to play with (the labellers' brief counts it as role-play).
+_SIMULATED_PROGRAM = compile_alternation(
+    r"\bact as (?:a |an |the )?(?:[\w+#.-]+ ){0,2}(?:terminal|console|interpreter|shell|command line|repl)\b[^\n]{0,120}?\bi will type\b"
+)
 # Reddit WritingPrompts' tags opening a prompt ("[WP] A man discovers..."): a story to write.
 _WRITING_PROMPT_TAG = compile_alternation(r"^\W{0,3}\[(?:wp|sp|eu|cw|tt|pi|ff|rf|mp|ip)\] ")
 # Verifiable instructions about the answer's form (IFEval-style: counts of words or keywords,
@@ -1014,8 +1027,13 @@ def _rule(
         cast = _TWO_PARTS.search(head300)
     if cast is None and "adventure" in head300:
         cast = _ADVENTURE.search(head300)
+    if cast is None and "i will type" in opening:
+        cast = _SIMULATED_PROGRAM.search(head300)
     if cast:
         return "roleplay", f"the user casts a character: {cast.group(0)[:80]!r}"
+    fence = _CODE_FENCE.search(first_user[:4000]) if "```" in first_user else None
+    if fence:
+        return "coding", f"a code block: {fence.group(0).strip()!r}"
     return None
 
 

@@ -397,11 +397,13 @@ def test_rules_read_the_shapes_of_well_known_datasets():
         "Answer in Spanish only, no matter what language I use.": "steering",
         "For the rest of our conversation, only speak like Shakespeare.": "steering",
         "Which of the two responses below better answers the question?\nResponse A: Paris.\nResponse B: Lyon.": "steering",
+        "Review this diff and tell me if anything is wrong:\n```diff\n- total = a + b\n+ total = a - b\n```": "coding",
+        "I want you to act as a Linux terminal. I will type commands and you will reply with what the terminal shows.": "roleplay",
     }
     got = classify([[{"role": "user", "content": text}] for text in cases])
     assert [(c, source) for c, source, _ in got] == [(c, "rules") for c in cases.values()]
     near = ["Create a table (name, mass, distance) of the planets in markdown.", "What does [WP] mean on Reddit?",
-            "Please answer in Spanish: what is the capital of Peru?"]
+            "Please answer in Spanish: what is the capital of Peru?", "Tidy up these notes:\n```\nmilk, eggs\n```"]
     assert all(source == "model" for _, source, _ in classify([[{"role": "user", "content": t}] for t in near]))
 
 
