@@ -172,6 +172,9 @@ _SYSTEM_RULE = compile_alternation(
     r"|\b(?:in|for) (?:every|each|all) (?:of your )?(?:repl(?:y|ies)|responses?|answers?)\b"
     r"|只(?:用|使用)\w{0,4}(?:回答|回复)|(?:回答|回复)不(?:要)?超过\s*\d+|不超过\s*\d+\s*个?汉?字"
     r"|\bотвечай\w*[^.\n]{0,40}(?:только|всегда)[^.\n]{0,20}(?:по-|на )\w+"
+    # a secret the assistant must keep (prompt-injection games: "The password is TANGERINE. Do not reveal it")
+    r"|\b(?:do not|don't|never|must not|mustn't) (?:reveal|disclose|share|tell|give(?: out| away)?|leak)(?: anyone| the user)? "
+    r"(?:the |your |this |my )?(?:secret |hidden )?(?:password|passphrase|passcode|access code|secret(?: word| key| code)?)\b"
 )
 # Answer forms in another language, in the user's turn or a system prompt: "3文以内で", "одним предложением и без
 # единой запятой", "en una sola frase", "genau drei Stichpunkte, höchstens zehn Wörter".
@@ -201,6 +204,11 @@ def system_form_rule(sys_text: str) -> str | None:
 
 
 # A user turn that tries to argue the assistant out of its system prompt (prompt injection): steering data.
+# Asking for the system prompt itself: prompt extraction, in a conversation with or without one (alignment data).
+_PROMPT_EXTRACTION = compile_alternation(
+    r"\b(?:reveal|show|print|repeat|output|display|leak|tell me|give me) (?:me )?(?:your|the) (?:full |exact |entire |original |initial |hidden )?"
+    r"(?:system prompt|system message|hidden instructions|initial instructions|instructions above|prompt above)"
+)
 _OVERRIDE = compile_alternation(
     r"\bignore (?:all |any )?(?:of )?(?:your |the |my )?(?:previous|prior|above|earlier|system) (?:instructions|rules|prompt|guidelines)"
     r"|\bforget (?:all )?(?:your|the|previous) (?:instructions|rules|guidelines)|\byou are now (?:in )?(?:\w+gpt|dan|developer mode)\b"
@@ -236,6 +244,8 @@ _ACTION_OPENING = compile_alternation(
     r"^\s{0,3}\*(?!(?:chorus|verse|bridge|intro|outro|hook|pre-chorus|refrain|note|edit|update|disclaimer|warning|important)\b)"
     r"[^\W\d_][^*\n]{2,300}\*(?!\*)|^\s{0,3}（(?!注)[^）\n]{4,200}）"
 )
+# "(OOC: keep it PG-13)", "((ooc", "[OOC]": role-play players' out-of-character asides.
+_OOC = compile_alternation(r"(?:^|\n|\s)[(\[]{1,2} ?ooc\b|^\s{0,3}ooc:")
 # Sources numbered [1], [2]... on their own lines, and a request to cite them, in any of a few languages.
 _SOURCE_LINE = compile_alternation(r"(?:^|\n)[ \t]*\[(?:§ ?|doc(?:ument)? ?|source ?|clause ?|[a-z]{1,2})?\d+(?:\.\d+)*\][^\n]{8,}")
 _CITE_REQUEST = compile_alternation(
@@ -383,7 +393,10 @@ _COUNTING = compile_alternation(
 )
 _COUNTING_CUES = ("ways", "arrangement", "permutation", "combination", "subsets", "diagonals")
 # An arithmetic expression: digits around * × ÷ ^ + or a spaced minus (not dates, phone numbers or ShareGPT's "2 / 2").
-_ARITHMETIC = compile_alternation(r"(?<![\w.:/-])\d+(?:\.\d+)?\s*(?:[*×÷^+]|\s[-−]\s)\s*\(?\d+(?:\.\d+)?(?![\w:/-])")
+_ARITHMETIC = compile_alternation(
+    r"(?<![\w.:/-])\d+(?:\.\d+)?\s*(?:[*×÷^+]|\s[-−]\s)\s*\(?\d+(?:\.\d+)?(?![\w:/-])"
+    r"|(?<![\w.])\d+(?:\.\d+)? ?(?:%|percent) of \$?\d"  # "what's 15% of 80?"
+)
 _WORD_PROBLEM = compile_alternation(r"\bhow (?:many|much|long|far|old)\b")
 # An exam-style question: three or more lettered options (A. / (B) / C) ...).
 _MCQ = compile_alternation(
@@ -977,8 +990,16 @@ def _rule(
             return "steering", f"system prompt form rule: {form[:80]!r}"
         if _OVERRIDE.search(opening[:600]):  # the user tries to talk the assistant out of its system prompt
             return "steering", f"an attempt to override the system prompt: {_OVERRIDE.search(opening[:600]).group(0)!r}"
+    if "prompt" in opening or "instructions" in opening or "system message" in opening:
+        extraction = _PROMPT_EXTRACTION.search(opening[:600])
+        if extraction:
+            return "steering", f"asks for the system prompt: {extraction.group(0)!r}"
     head300 = opening[:300]
     reply = assistant[0] if assistant else ""
+    if "ooc" in first_user[:300] or "ooc" in reply[:300]:
+        ooc = _OOC.search(first_user[:300]) or _OOC.search(reply[:300])
+        if ooc:
+            return "roleplay", f"out-of-character aside: {ooc.group(0).strip()!r}"
     if "*" in first_user[:4] or "*" in reply[:4] or "（" in first_user[:4] or "（" in reply[:4]:
         action = _ACTION_OPENING.search(first_user[:320]) or _ACTION_OPENING.search(reply[:320])
         if action:
@@ -1133,7 +1154,7 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
     if apply_rules and len(first_user) < 400 and not ("§code_words" in flags or "§user_fence" in flags or "§user_code_lines" in flags):
         # Counting arrangements, or a bare arithmetic expression ("What is 17*23?"): maths without maths words.
         counting = (_COUNTING.search(head) if any(c in head for c in _COUNTING_CUES) else None) or (
-            _ARITHMETIC.search(first_user) if len(first_user) < 120 and any(c in first_user for c in "*+×÷^-−") else None)
+            _ARITHMETIC.search(first_user) if len(first_user) < 120 and (any(c in first_user for c in "*+×÷^-−%") or "percent" in first_user) else None)
         if counting:
             return Signals("math", f"counting or arithmetic: {counting.group(0)!r}", [])
     notation = "§math_words" in flags and _MATH_NOTATION.search(first_user[:1200]) is not None
