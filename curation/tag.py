@@ -853,6 +853,15 @@ _CREATIVE_KINDS = frozenset(
 # unless the text is a summary, translation or rewrite of something given (general).
 _LENGTH_TARGET = compile_alternation(r"\b(\d{3,5}|\d,\d{3})\+?(?:-| )?(?:or more )?words?\b|(\d{3,5})\s*字")
 _SHORTEN = compile_alternation(r"summar|translat|rewrite|paraphras|shorten|condense|abstract|总结|概括|摘要|翻译|改写")
+# Asking for a text by naming it: "I need a wedding toast for my brother", "can you give me a poem about rain".
+# Not ideas, titles or recommendations of one ("give me 10 blog post ideas" is brainstorming).
+_ASK_FOR_TEXT = compile_alternation(
+    r"^\W*(?:(?:hi|hey|hello|please)\W+)?(?:(?:can|could|would) you (?:please )?(?:give|make|get|send) me|give me|make me|send me"
+    r"|i (?:need|want|would like|'d like)|i'm looking for)(?: to (?:get|have))? (?:a|an|some|one|two|three|four|five|\d+|my)\b"
+    r"(?: (?!(?:for|on|about|of|to|with|in|feedback|ideas?|help)\b)[\w'-]+){0,3}? (?:" + "|".join(sorted(_CREATIVE_KINDS - {"copy", "chapter"}, key=len, reverse=True)) + r")\b"
+    r"(?! (?:[\w'-]+ )?(?:ideas?|titles?|names?|recommendations?|suggestions?|tips|topics|examples?|prompts?|templates?|format|structure|grade|analysis"
+    r"|paste|editor|tool|app)\b)"
+)
 _CREATE_VERBS = frozenset("write compose draft pen craft create generate produce author design continue".split())
 
 
@@ -1176,6 +1185,9 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
         )
         if not creative:
             creative = _long_text_ordered(first_user[:2000]) or _long_text_ordered(user_tail)  # often ordered last
+        if not creative and len(first_words) < 60 and not _CREATIVE_KINDS.isdisjoint(first_words[:12]):
+            asked = _ASK_FOR_TEXT.match(head)  # "I need a wedding toast for my brother", "give me a poem about rain"
+            creative = asked.group(0) if asked else None
         if creative:
             return Signals("content_generation", f"request to write: {creative!r}", [])
         limit = _SHORT_LIMIT.search(head) if "words" in head_words else None
