@@ -503,7 +503,14 @@ _BOILERPLATE_SENTENCE = compile_alternation(
     r"|(?:knowledge cutoff|cutting knowledge date|current date|today date|today's date|today is)\b"
     r")"
 )
-_GREETING = compile_alternation(r"^\W*(?:hi|hello|hey|hiya|yo|greetings|good (?:morning|afternoon|evening|day))(?: there| friend| again)?\W*$")
+# A first turn with nothing in it but a greeting or an announcement that a request is coming ("hey, quick one",
+# "I have a question.", "Can you help me with something?"): the next user turn is the opening that decides.
+_GREETING = compile_alternation(
+    r"^\W*(?:(?:hi|hello|hey|hiya|yo|greetings|good (?:morning|afternoon|evening|day))(?: there| friend| again)?\W*)?"
+    r"(?:quick (?:one|question)|(?:i(?:'ve| have)(?: got)?|got) (?:a|another|one more) (?:quick |small |little )?question"
+    r"|(?:can|could|may) (?:you help me|i ask you)(?: with)?(?: (?:something|a question|a quick question))?(?: please)?"
+    r"|are you there|i need (?:some |your )?help(?: with something)?)?\W*$"
+)
 _SENTENCE_BREAK = compile_alternation(r"(?<=[.!?])\s+|\n+")
 
 

@@ -270,6 +270,12 @@ def test_a_greeting_first_turn_hands_over_to_the_request():
             {"role": "user", "content": "Can you write me a haiku about autumn leaves?"}]
     category, source, extra = classify([chat])[0]
     assert (category, source) == ("content_generation", "rules") and "haiku" in extra["tag_evidence"]
+    announced = [{"role": "user", "content": "hey, quick one"}, {"role": "assistant", "content": "Sure!"},
+                 {"role": "user", "content": "what's the integral of x^2 from 0 to 3?"}]
+    assert classify([announced])[0][:2] == ("math", "rules")
+    not_empty = [{"role": "user", "content": "can we play a game?"}, {"role": "assistant", "content": "Sure!"},
+                 {"role": "user", "content": "what's the integral of x^2 from 0 to 3?"}]
+    assert classify([not_empty])[0][1] == "model"  # a real first turn still leads
 
 
 def test_rules_read_chat_roleplay_agent_traces_and_documents():
