@@ -861,13 +861,15 @@ _CREATIVE_KINDS = frozenset(
 _LENGTH_TARGET = compile_alternation(r"\b(\d{3,5}|\d,\d{3})\+?(?:-| )?(?:or more )?words?\b|(\d{3,5})\s*字")
 _SHORTEN = compile_alternation(r"summar|translat|rewrite|paraphras|shorten|condense|abstract|总结|概括|摘要|翻译|改写")
 # Asking for a text by naming it: "I need a wedding toast for my brother", "can you give me a poem about rain".
-# Not ideas, titles or recommendations of one ("give me 10 blog post ideas" is brainstorming).
+# Not ideas, titles or recommendations of one ("give me 10 blog post ideas" is brainstorming), nor kinds people ask
+# to be recommended ("give me a song for a road trip", "I want a novel to read") or things named after a kind
+# ("an email address", "an ad blocker").
 _ASK_FOR_TEXT = compile_alternation(
     r"^\W*(?:(?:hi|hey|hello|please)\W+)?(?:(?:can|could|would) you (?:please )?(?:give|make|get|send) me|give me|make me|send me"
     r"|i (?:need|want|would like|'d like)|i'm looking for)(?: to (?:get|have))? (?:a|an|some|one|two|three|four|five|\d+|my)\b"
-    r"(?: (?!(?:for|on|about|of|to|with|in|feedback|ideas?|help)\b)[\w'-]+){0,3}? (?:" + "|".join(sorted(_CREATIVE_KINDS - {"copy", "chapter"}, key=len, reverse=True)) + r")\b"
+    r"(?: (?!(?:for|on|about|of|to|with|in|feedback|ideas?|help)\b)[\w'-]+){0,3}? (?:" + "|".join(sorted(_CREATIVE_KINDS - {"copy", "chapter", "song", "novel", "biography", "memoir"}, key=len, reverse=True)) + r")\b"
     r"(?! (?:[\w'-]+ )?(?:ideas?|titles?|names?|recommendations?|suggestions?|tips|topics|examples?|prompts?|templates?|format|structure|grade|analysis"
-    r"|paste|editor|tool|app)\b)"
+    r"|paste|editor|tool|app|address|addresses|blocker|subscription|list|account)\b)"
 )
 _CREATE_VERBS = frozenset("write compose draft pen craft create generate produce author design continue".split())
 
