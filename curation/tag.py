@@ -698,6 +698,16 @@ _PERSONAL_HEALTH = compile_alternation(
     r"|parents?|patient|dog|cat))\b[^.?!\n]{0,60}?\b(?:have|has|had|got|feel|feels|felt|feeling|been|am|is|was|keeps?|noticed"
     r"|take|takes|taking|took|fell|twisted|hurt|hurts|stung|broke|gave birth|delivered|pregnant|diagnosed|tested)\b"
 )
+# Someone asking where the law stands on their own situation ("can my employer legally fire me for...", "is it
+# legal to record a call", "could they claim my land?"): a legal question, whatever words it uses.
+_PERSONAL_LEGAL = compile_alternation(
+    r"\b(?:is it|it is|is this|was it|would it be|is that) (?:even |actually )?(?:il)?legal\b|\blegally (?:allowed|required|obliged|entitled|able)\b"
+    r"|\bcan (?:my|an?|the|our|his|her|their) (?:current |former |new )?(?:employer|boss|landlord|neighbou?r|ex(?:-wife|-husband)?|company|school"
+    r"|hoa|tenant|bank|insurer|insurance company|police|cops?|manager|university|airline|contractor|parents?|roommate|seller|buyer)s?\b"
+    r"[^.?!\n]{0,60}?\b(?:legally|fire|evict|sue|keep (?:my|the|our) (?:deposit|security deposit|money|wages|pay)|withhold|garnish|tow|claim)\b"
+    r"|\b(?:can|could|should) (?:i|we) (?:sue|be sued|get sued|press charges|take (?:them|him|her|it) to (?:court|small claims))\b"
+    r"|\bwhat are my (?:legal )?rights\b|\bunder (?:us|uk|eu|federal|state|english|scottish|german|french|canadian|australian|indian) law\b"
+)
 # Lexicon words too common outside medicine to mark a health question on their own.
 _NOT_CLINICAL = ("toxic", "viral", "virus", "doctor", "nurse", "drug", "depress", "immun", "syndrome", "therap", "medic")
 
@@ -1202,6 +1212,11 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
         limit = _SHORT_LIMIT.search(head) if "words" in head_words else None
         if limit:
             return Signals("steering", f"length cap: {limit.group(0)!r}", [])
+        if len(first_user) < 800 and "§persona_opening" not in flags and ("legal" in head or " sue" in head or "rights" in head
+                                                                             or " law" in head or " claim" in head or " can my " in head):
+            legal = _PERSONAL_LEGAL.search(head)
+            if legal:
+                return Signals("domain_expert", f"a legal question about a situation: {legal.group(0)!r}", [])
         if "med" in fields and len(first_user) < 800 and "§persona_opening" not in flags and _PERSONAL_HEALTH.search(head):
             clinical = sorted(w for w in head_words if field_of(w) == "med" and not w.startswith(_NOT_CLINICAL))
             if clinical:
