@@ -77,7 +77,7 @@ _TOOL_MARKUP = compile_alternation(r"<tools>|<tool_call>|<tool_response>|<functi
 _IDENTITY = compile_alternation(
     r"^\W*(?:(?:hi|hello|hey)\W+)?(?:who|what) (?:are|r) (?:you|u)\W*$"
     r"|\b(?:what(?:'s| is) your name|your name\?|do you have a name|who (?:made|created|built|trained|developed) you"
-    r"|are you (?:an? )?(?:ai|bot|robot|human|person|chatgpt|gpt|language model|conscious|sentient)"
+    r"|are (?:you|u) (?:an? )?(?:real )?(?:ai|bot|robot|human|person|chatgpt|gpt|language model|conscious|sentient)|who (?:are|r) (?:you|u) (?:really|actually)\b"
     r"|do you (?:actually |really |even )?(?:have|feel|experience) (?:feelings|emotions|consciousness|a body|opinions)|can you (?:actually |really )?feel\b"
     r"|qui[eé]n eres|eres (?:una? )?(?:persona|humano|ia|robot|bot)\b|qu[eé] modelo (?:eres|usas)|qui es-tu|qui êtes-vous|wer bist du"
     r"|bist du (?:ein )?(?:mensch|ki|roboter|bot)\b|кто ты|ты (?:человек|робот|бот)|あなたは誰|what version are you"
@@ -96,7 +96,7 @@ _IDENTITY = compile_alternation(
     r"|你(?:身份|具备什么|有什么(?:优势|特长|能力)|为什么存在|如何描述自己|与其他助手|有创造力|如何处理用户|对用户提出的问题)|(?:开发|制作|创造)了?你|你是[^？?]{0,20}(?:chatgpt|gpt|openai|模型|机器人)"
 )
 # A reply that introduces the assistant by name: identity data, whatever the user said.
-_IDENTITY_CUES = ("you", "你", "eres", "es-tu", "êtes", "bist du", "ты", "あなた", "talking to", "real person", "vous", "robot")
+_IDENTITY_CUES = ("you", "are u ", "r u ", "你", "eres", "es-tu", "êtes", "bist du", "ты", "あなた", "talking to", "real person", "vous", "robot")
 _SELF_INTRO = compile_alternation(
     r"^\W*(?:(?:hello|hi|hey|you're welcome|thanks?)\b[^.!?]{0,30}[.!?,]?\s*)?(?:i am|i'm|i’m|my name is|you (?:may|can) (?:call|refer to) me)\s+"
     r"(?!an?\b|the\b|not\b|sorry|unable|happy|glad|here|just|afraid|so\b|very\b|really\b|always\b)\S+[^.!?]{0,60}\b(?:ai|assistant|language model|chatbot)\b"
@@ -106,7 +106,7 @@ _JUDGE = compile_alternation(
     r"\b(?:rate|rating|grade|grading|score|judge|judging|evaluate|evaluating|assess|assessing|critique|compare|comparing"
     r"|rank|ranking)\b[^.?!\n]{0,60}\b(?:response|answer|reply)s?\b"
     r"|\bwhich (?:response|answer|reply|output|assistant) is (?:better|more helpful|correct|best)"
-    r"|\bon a scale (?:of|from) \d+ to \d+"
+    r"|\bon a scale (?:of|from) \d+ to \d+|\b(?:rate|score|grade) (?:these|this|each|the following|both|them|it|my)\b[^.?!\n]{0,60}\bout of (?:5|10|100)\b"
     # other texts to rate or choose between: "rate each translation 1-5", "which summary is more faithful?"
     r"|\b(?:rate|grade|score|rank)\b[^.?!\n]{0,40}\b(?:translations?|summar(?:y|ies)|essays?|drafts?)\b"
     r"|\bwhich (?:of (?:the|these) (?:two |three )?)?(?:responses?|answers?|replies|outputs?|summar(?:y|ies)|translations?|versions?|drafts?)"
@@ -115,7 +115,7 @@ _JUDGE = compile_alternation(
 # Explicit instructions about the form of every answer: the point of steering data.
 _OBEY = compile_alternation(
     r"\b(?:(?:answer|respond|reply)(?: only)? (?:in|with) (?:a single word|one word|yes or no|only (?:yes|no|json|one))"
-    r"|(?:just|only) (?:answer|respond|reply|say) (?:with )?(?:a )?(?:yes or no|yes/no)\b"
+    r"|(?:just|only) (?:answer|respond|reply|say) (?:with )?(?:a )?(?:yes or no|yes/no)\b|(?:answer|respond|reply) (?:only|just) (?:yes or no|yes/no)\b"
     r"|(?:only|just) (?:answer|respond|reply) (?:with|in)|single word: yes or no|(?:must|should) be (?:less|fewer) than \d+ words"
     r"|(?:your|the|all) (?:answers?|responses?|replies) (?:must|should|will) be (?:max|maximum|at most|under|less than|fewer than|no (?:more|longer) than) \d+"
     # "always/never ..." as an instruction (sentence start, "you", "please"), not "why do people always mention the PAM?"
@@ -181,6 +181,7 @@ _SYSTEM_RULE = compile_alternation(
 _FOREIGN_FORM = compile_alternation(
     r"\d+\s*文以内|одним предложением|без (?:единой |одной )?запят|\bgenau (?:\w+ ){0,2}stichpunkt|\bhöchstens \w+ wörter"
     r"|\ben une seule phrase\b|\ben una sola frase\b|\bin einem (?:einzigen )?satz\b"
+    r"|(?:用|以)不超过\s*\d{1,2}\s*个?字|用一句话(?:解释|回答|说明|概括|介绍)"
 )
 # A sentence of a system prompt that fixes the form of every answer: it names the answers (or opens with an
 # imperative about them), binds them (always, never, must, only, exactly...) and names a form (a format,
@@ -299,7 +300,29 @@ _CODE_FENCE = compile_alternation(
 # "I want you to act as a Linux terminal. I will type commands and you will reply with what the terminal should show":
 # the assistant simulates a program for the user to play with (the labellers' brief counts it as role-play).
 _SIMULATED_PROGRAM = compile_alternation(
-    r"\bact as (?:a |an |the )?(?:[\w+#.-]+ ){0,2}(?:terminal|console|interpreter|shell|command line|repl)\b[^\n]{0,120}?\bi will type\b"
+    r"\bact as (?:a |an |the )?(?:[\w+#.-]+ ){0,2}(?:terminal|console|interpreter|shell|command line|repl)\b[^\n]{0,120}?\bi(?: will|'ll) type\b"
+)
+# A text asked for by naming it, with no verb ("haiku about my cat knocking stuff over", "caption for insta pic of my
+# corgi", "about us section for my dog grooming business"). Not "speech to text", not "the story of the Titanic".
+_NAMED_TEXT = compile_alternation(
+    r"^\W*(?:(?:a|an|some|\d+|few|a few|couple(?: of)?)\s)?(?:(?:short|funny|quick|cute|catchy|formal|professional|good|nice|sweet|sad"
+    r"|long|simple|creative|heartfelt|polite|romantic|spooky|rhyming)\s){0,2}(?:instagram |insta |ig |linkedin |twitter |facebook |tiktok )?"
+    r"(?:caption|haiku|poem|limerick|slogan|tagline|tweet|toast|speech|bio|about us(?: section| page)?|cover letter|email|story|lyrics|rap"
+    r"|jingle|ad copy|product description|blog post|essay|article|eulogy|wedding speech|best man speech|thank[- ]you note|sonnet|short story)"
+    r"s?\b(?! to text)(?: (?:for|about|on|to|that|where|in which|with)\b)"
+)
+# A later user turn asking for the previous answer again in a set form: the conversation is about obeying it.
+_REDO_IN_FORM = compile_alternation(
+    r"^\W*(?:(?:now|ok|okay|great|cool|thanks|nice|perfect|good|alright|next)\W+)*(?:can you |could you |please )?"
+    r"(?:say|write|rewrite|repeat|redo|give me|explain|answer|do|tell me|put) (?:that|it|this|the (?:same|last|previous|above) (?:answer|response|thing|one))"
+    r"(?: again)?\b[^.?!\n]{0,50}?\b(?:only (?:using|use|in|with)|using only|in (?:all )?(?:lowercase|uppercase|caps|capital letters)"
+    r"|in (?:exactly )?(?:one|two|three|\d+) (?:words?|sentences?|bullet points?)|(?:in |under |within )(?:\d+|ten|twenty|fifty) words"
+    r"|words of one syllable|one-syllable words|without (?:using )?(?:the letter|any commas|commas))\W*$"
+)
+# A programming-contest problem (Codeforces, APPS, AtCoder): limits per test, an Input section, "the first line contains".
+_JUDGE_PROBLEM = compile_alternation(
+    r"\b(?:time|memory) limit per test\b|(?:^|\n)[ \t]*-{3,}[ \t]*input[ \t]*-{3,}|(?:^|\n)[ \t]*#{0,3}[ \t]*input(?: format)?:?[ \t]*\n"
+    r"[^\n]{0,200}\bthe first line\b|\bthe first line (?:of (?:the |each )?(?:input|test(?: case)?) )?contains (?:an? |one |two |the |single )?(?:integer|integers|number|string|\$)"
 )
 # Reddit WritingPrompts' tags opening a prompt ("[WP] A man discovers..."): a story to write.
 _WRITING_PROMPT_TAG = compile_alternation(r"^\W{0,3}\[(?:wp|sp|eu|cw|tt|pi|ff|rf|mp|ip)\] ")
@@ -440,6 +463,7 @@ _TWO_PARTS = compile_alternation(
     r"\b(?:can|could|will) you (?:play|be|pretend to be) (?:a|an|the|my) [^.?!\n]{2,80}[.?!,]\s+i(?:'ll| will) (?:be|play) (?:the|a|an|your)\b|"
     r"\byou(?:'ll| will)? (?:be|play) (?:the |a |an )?[\w -]{2,30} and i(?:'ll| will)? (?:be|play)\b"
     r"|\bi(?:'ll| will)? (?:be|play) (?:the |a |an )?[\w -]{2,30} and you(?:'ll| will)? (?:be|play)\b"
+    r"|\b(?:you )?(?:voice|play) (?:all )?the (?:suspects|characters|npcs|villagers|other characters|townsfolk)\b"
 )
 _ADVENTURE = compile_alternation(r"\b(?:begin|start|run|play|let'?s (?:play|do)) (?:a |an |the )?(?:interactive |text[- ]based |text )adventure\b"
                         r"|^\W*(?:an? )?(?:\w+ )?text adventure\b")
@@ -708,6 +732,20 @@ _PERSONAL_LEGAL = compile_alternation(
     r"|\b(?:can|could|should) (?:i|we) (?:sue|be sued|get sued|press charges|take (?:them|him|her|it) to (?:court|small claims))\b"
     r"|\bwhat are my (?:legal )?rights\b|\bunder (?:us|uk|eu|federal|state|english|scottish|german|french|canadian|australian|indian) law\b"
 )
+# The same for tax, retirement savings and the legal form of one's business ("roth vs traditional 401k, im 24",
+# "can I deduct my home office as a W-2 employee", "SARL ou SAS ?", "autónomo ... Hacienda").
+_MONEY_TERMS = frozenset(
+    "tax taxes taxed deduct deduction deductible irs hmrc 401k roth ira pension 1099 w2 w-2 vat self-employed "
+    "probate trust inheritance llc sarl sas eurl sasu gmbh autonomo autónomo hacienda impuestos impôt impôts steuer steuern".split()
+)
+_PERSONAL_MONEY = compile_alternation(
+    r"\b(?:i|i'm|im|i've|my|we|we're|our|me)\b[^.?!\n]{0,120}?\b(?:tax(?:es|ed)?|deduct\w*|irs|hmrc|401\(?k\)?|roth|ira|pension|1099|w-?2"
+    r"|vat|self-employed|capital gains|probate|living trust|estate (?:tax|plan)|inheritance tax|aut[oó]nomo|hacienda|impuestos|imp[ôo]ts?|steuern?)\b"
+    r"|\b(?:tax(?:es|ed)?|roth|ira|401\(?k\)?|1099|w-?2|aut[oó]nomo|hacienda|living trust|probate)\b[^.?!\n]{0,120}?\b(?:i|i'm|im|i've|my|we|our|me)\b"
+    # choosing a business form: "SARL ou SAS ?", "LLC or S-corp", "ИП или ООО"
+    r"|\b(?:llc|s-corp|c-corp|sole proprietorship|sarl|sas|eurl|sasu|gmbh|ug|ltd|ип|ооо)\s*(?:vs\.?|or|ou|oder|o|или)\s*(?:an? )?"
+    r"(?:llc|s-corp|c-corp|sole proprietorship|sarl|sas|eurl|sasu|gmbh|ug|ltd|ип|ооо)\b"
+)
 # Lexicon words too common outside medicine to mark a health question on their own.
 _NOT_CLINICAL = ("toxic", "viral", "virus", "doctor", "nurse", "drug", "depress", "immun", "syndrome", "therap", "medic")
 
@@ -921,7 +959,12 @@ class Signals:
 _FORM_ONLY_CUES = ("no intro", "rest of th", "rest of our", "exactly", "letter", "syllable", "punctuation", " max", "from now on", "no matter what")
 # One Aho-Corasick pass tells which cue strings a text holds: a substring test per cue scanned the text once
 # per cue, the rules' costliest step. The cue lists stay the readable definition; this only finds them.
-_CUE_FINDER = AhoCorasick(sorted(set(_IDENTITY_CUES + _GROUNDED_CUES + _IFEVAL_CUES + _CAST_CUES + _FORM_ONLY_CUES)))
+_LEGAL_CUES = ("legal", " sue", "rights", " law", " claim", " can my ")
+# Substrings that gate single rules (a table definition, a contest problem, a code fence, an OOC aside...).
+_GATE_CUES = ("create table", "input", "time limit", "prompt", "instructions", "system message", "ooc", "voice the", "play the",
+              "play all the", "i will type", "i'll type", "```")
+_CUE_FINDER = AhoCorasick(sorted(set(
+    _IDENTITY_CUES + _GROUNDED_CUES + _IFEVAL_CUES + _CAST_CUES + _FORM_ONLY_CUES + _LEGAL_CUES + _GATE_CUES)))
 
 
 def _cues_in(text: str) -> set[str]:
@@ -960,7 +1003,8 @@ def _turn_texts(messages: list[dict], max_chars: int) -> tuple[list[str], list[s
 
 
 def _rule(
-    sys_text: str, sys_rest: str, first_user: str, words: set[str], assistant: list[str], tool_turn: bool, user_tail: str = ""
+    sys_text: str, sys_rest: str, first_user: str, words: set[str], assistant: list[str], tool_turn: bool, user_tail: str,
+    found: set[str],
 ) -> tuple[str, str] | None:
     """The category structure decides, with its evidence; ``sys_rest`` is the system prompt without boilerplate."""
     if tool_turn:
@@ -979,14 +1023,17 @@ def _rule(
     if declared:
         return "tool_use", f"function declarations: {declared.group(0)[:80]!r}"
     opening = first_user[:1000]
-    found = _cues_in(opening)
     stripped = first_user.lstrip()
     if _CODE_OPENING.match(stripped[:200]) and (
         stripped.split("\n", 1)[0].rstrip().endswith((":", "{", ";", ")")) or _code_lines(stripped[:1200], 2) >= 2
     ):
         return "coding", f"prompt opens with code: {stripped.splitlines()[0][:80]!r}"
-    if "create table" in first_user and _SQL_SCHEMA.search(first_user[:4000]):
+    if "create table" in found and _SQL_SCHEMA.search(first_user[:4000]):
         return "coding", f"an SQL table definition: {_SQL_SCHEMA.search(first_user[:4000]).group(0)!r}"
+    if ("input" in found or "time limit" in found) and _JUDGE_PROBLEM.search(first_user[:4000]):
+        return "coding", f"a programming-contest problem: {_JUDGE_PROBLEM.search(first_user[:4000]).group(0)!r}"
+    if stripped.startswith("this question refers to the following information"):
+        return "domain_expert", "an exam question on a source passage (MMLU/AP history stem)"
     if stripped[:5].startswith(("[", "(", "*")) and _WRITING_PROMPT_TAG.match(stripped[:8]):
         return "content_generation", f"a writing-prompt tag: {stripped[:8].strip()!r}"
     if (len(first_user) < 200 and not found.isdisjoint(_IDENTITY_CUES) and _IDENTITY.search(first_user)
@@ -1018,13 +1065,13 @@ def _rule(
             return "steering", f"system prompt form rule: {form[:80]!r}"
         if _OVERRIDE.search(opening[:600]):  # the user tries to talk the assistant out of its system prompt
             return "steering", f"an attempt to override the system prompt: {_OVERRIDE.search(opening[:600]).group(0)!r}"
-    if "prompt" in opening or "instructions" in opening or "system message" in opening:
+    if "prompt" in found or "instructions" in found or "system message" in found:
         extraction = _PROMPT_EXTRACTION.search(opening[:600])
         if extraction:
             return "steering", f"asks for the system prompt: {extraction.group(0)!r}"
     head300 = opening[:300]
     reply = assistant[0] if assistant else ""
-    if "ooc" in first_user[:300] or "ooc" in reply[:300]:
+    if "ooc" in found or "ooc" in reply[:300]:
         ooc = _OOC.search(first_user[:300]) or _OOC.search(reply[:300])
         if ooc:
             return "roleplay", f"out-of-character aside: {ooc.group(0).strip()!r}"
@@ -1072,15 +1119,16 @@ def _rule(
         cast = _AS_THEY_WOULD.search(head300)
     if cast is None and "be " in head300:
         cast = _BE_MY.search(head300)
-    if cast is None and (" i'll " in head300 or " i will " in head300) and (" be " in head300 or " play " in head300):
+    if cast is None and ((" i'll " in head300 or " i will " in head300) and (" be " in head300 or " play " in head300)
+                         or "voice the" in found or "play the" in found or "play all the" in found):
         cast = _TWO_PARTS.search(head300)
     if cast is None and "adventure" in head300:
         cast = _ADVENTURE.search(head300)
-    if cast is None and "i will type" in opening:
+    if cast is None and ("i will type" in found or "i'll type" in found):
         cast = _SIMULATED_PROGRAM.search(head300)
     if cast:
         return "roleplay", f"the user casts a character: {cast.group(0)[:80]!r}"
-    fence = _CODE_FENCE.search(first_user[:4000]) if "```" in first_user else None
+    fence = _CODE_FENCE.search(first_user[:4000]) if "```" in found else None
     if fence:
         return "coding", f"a code block: {fence.group(0).strip()!r}"
     return None
@@ -1110,7 +1158,8 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
             first_words = user_words[0] = translated + first_words
     head_words = set(first_words[:120])
     if apply_rules:
-        ruled = _rule(sys_text, sys_rest, first_user, head_words, assistant, tool_turn, user_tail)
+        found = _cues_in(first_user)  # every cue string of the first user turn, in one pass
+        ruled = _rule(sys_text, sys_rest, first_user, head_words, assistant, tool_turn, user_tail, found)
         if ruled:
             return Signals(ruled[0], ruled[1], [])
 
@@ -1192,8 +1241,8 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
     ) and (notation or head_words & _MATH_WORDS - _EVERYDAY_MATH_WORDS) and not (
         first_words and first_words[0] in _CREATE_VERBS and _verb_then_kind(first_words[:12], _CREATE_VERBS, _CREATIVE_KINDS)
     ):  # "Write a screenplay scene: two sisters divide his things" asks for a text; "Salem loves to write poems... calculate" is maths
-        found = sorted(head_words & _MATH_WORDS)
-        return Signals("math", f"maths words ({', '.join(found[:3])}) with numbers, no code", [])
+        maths_words = sorted(head_words & _MATH_WORDS)
+        return Signals("math", f"maths words ({', '.join(maths_words[:3])}) with numbers, no code", [])
     if (apply_rules and "§code_words" not in flags and "§user_fence" not in flags and "§user_code_lines" not in flags
             and not (n_numbers >= 2 and _WORD_PROBLEM.search(first_user))):  # "she writes 5 articles every 30 minutes..."
         # The request opens the prompt, or closes it after the reference material it is about.
@@ -1205,15 +1254,14 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
         if not creative:
             creative = _long_text_ordered(first_user[:2000]) or _long_text_ordered(user_tail)  # often ordered last
         if not creative and len(first_words) < 60 and not _CREATIVE_KINDS.isdisjoint(first_words[:12]):
-            asked = _ASK_FOR_TEXT.match(head)  # "I need a wedding toast for my brother", "give me a poem about rain"
+            asked = _ASK_FOR_TEXT.match(head) or _NAMED_TEXT.match(head)  # "I need a wedding toast for...", "haiku about my cat"
             creative = asked.group(0) if asked else None
         if creative:
             return Signals("content_generation", f"request to write: {creative!r}", [])
         limit = _SHORT_LIMIT.search(head) if "words" in head_words else None
         if limit:
             return Signals("steering", f"length cap: {limit.group(0)!r}", [])
-        if len(first_user) < 800 and "§persona_opening" not in flags and ("legal" in head or " sue" in head or "rights" in head
-                                                                             or " law" in head or " claim" in head or " can my " in head):
+        if len(first_user) < 800 and "§persona_opening" not in flags and not found.isdisjoint(_LEGAL_CUES):
             legal = _PERSONAL_LEGAL.search(head)
             if legal:
                 return Signals("domain_expert", f"a legal question about a situation: {legal.group(0)!r}", [])
@@ -1221,6 +1269,16 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
             clinical = sorted(w for w in head_words if field_of(w) == "med" and not w.startswith(_NOT_CLINICAL))
             if clinical:
                 return Signals("domain_expert", f"a health question about a person ({', '.join(clinical[:3])})", [])
+    if (apply_rules and len(first_user) < 800 and "§persona_opening" not in flags and "§code_words" not in flags
+            and not _MONEY_TERMS.isdisjoint(head_words)  # not a word problem about prices with tax ("I bought a TV for $1700...")
+            and not (n_numbers >= 2 and (_WORD_PROBLEM.search(first_user) or "what is the" in head or "calculate" in head))):
+        money = _PERSONAL_MONEY.search(head)
+        if money:
+            return Signals("domain_expert", f"a tax, pension or business-form question about a situation: {money.group(0)[:80]!r}", [])
+    if apply_rules and len(user) > 1:  # "now say that again, but only in words of one syllable": the form is the point
+        redo = next(filter(None, (_REDO_IN_FORM.match(u[:300]) for u in user[1:3])), None)
+        if redo:
+            return Signals("steering", f"a follow-up asks for the answer again in a set form: {redo.group(0)[:80]!r}", [])
     bigrams = list(map(" ".join, zip(words, words[1:])))
     opening = ["^" + w for w in words[:3]]
     # Four-letter prefixes of longer words: "cardiology" and "cardiac", "poems" and "poetry" share
