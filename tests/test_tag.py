@@ -438,7 +438,7 @@ def test_rules_read_the_shapes_of_well_known_datasets():
 
 
 def test_written_conversation_sets_are_whole_and_tagged_well():
-    """scripts/tag_written: 1,000 labelled conversations (system prompts, several turns, tools, ten languages)
+    """scripts/tag_written: 1,600 labelled conversations (system prompts, several turns, tools, ten languages)
     written from the issue's definitions. Each file is balanced; the shipped tagger stays well above chance."""
     folder = ROOT / "scripts" / "tag_written"
     gold, messages, ids = [], [], set()
@@ -449,14 +449,14 @@ def test_written_conversation_sets_are_whole_and_tagged_well():
         ids |= {r["id"] for r in rows}
         gold += [r["label"] for r in rows]
         messages += [r["messages"] for r in rows]
-    assert len(gold) == 1000 and len(ids) == 1000
+    assert len(gold) == 1600 and len(ids) == 1600
     pred = [c for c, _, _ in classify(messages)]
     f1 = []
     for c in CATEGORIES:
         tp = sum(g == p == c for g, p in zip(gold, pred))
         precision, recall = tp / max(1, pred.count(c)), tp / gold.count(c)
         f1.append(2 * precision * recall / max(1e-9, precision + recall))
-    assert sum(f1) / len(f1) >= 0.80  # 0.866 when written down; 0.744 before the rules for system prompts
+    assert sum(f1) / len(f1) >= 0.80  # 0.877 on A-E when written down (0.744 before the rules for system prompts); 0.875 on A-H
 
 
 def test_grouped_word_boundaries_leave_every_rule_pattern_matching_the_same():
