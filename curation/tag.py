@@ -204,16 +204,15 @@ def system_form_rule(sys_text: str) -> str | None:
     return None
 
 
-# A user turn that tries to argue the assistant out of its system prompt (prompt injection): steering data.
 # Asking for the system prompt itself: prompt extraction, in a conversation with or without one (alignment data).
 _PROMPT_EXTRACTION = compile_alternation(
     r"\b(?:reveal|show|print|repeat|output|display|leak|tell me|give me) (?:me )?(?:your|the) (?:full |exact |entire |original |initial |hidden )?"
     r"(?:system prompt|system message|hidden instructions|initial instructions|instructions above|prompt above)"
 )
+# A user turn that tries to argue the assistant out of its system prompt (prompt injection): steering data.
 _OVERRIDE = compile_alternation(
     r"\bignore (?:all |any )?(?:of )?(?:your |the |my )?(?:previous|prior|above|earlier|system) (?:instructions|rules|prompt|guidelines)"
     r"|\bforget (?:all )?(?:your|the|previous) (?:instructions|rules|guidelines)|\byou are now (?:in )?(?:\w+gpt|dan|developer mode)\b"
-    r"|\b(?:reveal|show|print|repeat) (?:me )?(?:your|the) (?:system prompt|hidden instructions|instructions above)"
 )
 # The system prompt casts the assistant as a character.
 _CHARACTER_SYSTEM = compile_alternation(
@@ -310,6 +309,10 @@ _NAMED_TEXT = compile_alternation(
     r"(?:caption|haiku|poem|limerick|slogan|tagline|tweet|toast|speech|bio|about us(?: section| page)?|cover letter|email|story|lyrics|rap"
     r"|jingle|ad copy|product description|blog post|essay|article|eulogy|wedding speech|best man speech|thank[- ]you note|sonnet|short story)"
     r"s?\b(?! to text)(?: (?:for|about|on|to|that|where|in which|with)\b)"
+)
+_NAMED_TEXT_HEADS = frozenset(
+    "caption haiku poem limerick slogan tagline tweet toast speech bio about cover email story lyrics rap jingle ad product blog "
+    "essay article eulogy wedding best thank sonnet short".split()
 )
 # A later user turn asking for the previous answer again in a set form: the conversation is about obeying it.
 _REDO_IN_FORM = compile_alternation(
@@ -956,13 +959,14 @@ class Signals:
     words: list[str] = field(default_factory=list)  # the plain words among ``tokens``: all the dense part can match
 
 
-_FORM_ONLY_CUES = ("no intro", "rest of th", "rest of our", "exactly", "letter", "syllable", "punctuation", " max", "from now on", "no matter what")
-# One Aho-Corasick pass tells which cue strings a text holds: a substring test per cue scanned the text once
-# per cue, the rules' costliest step. The cue lists stay the readable definition; this only finds them.
+_FORM_ONLY_CUES = ("no intro", "rest of th", "rest of our", "exactly", "letter", "syllable", "punctuation", " max", "from now on",
+                   "no matter what")
 _LEGAL_CUES = ("legal", " sue", "rights", " law", " claim", " can my ")
 # Substrings that gate single rules (a table definition, a contest problem, a code fence, an OOC aside...).
 _GATE_CUES = ("create table", "input", "time limit", "prompt", "instructions", "system message", "ooc", "voice the", "play the",
               "play all the", "i will type", "i'll type", "```")
+# One Aho-Corasick pass tells which cue strings a text holds: a substring test per cue scanned the text once
+# per cue, the rules' costliest step. The cue lists stay the readable definition; this only finds them.
 _CUE_FINDER = AhoCorasick(sorted(set(
     _IDENTITY_CUES + _GROUNDED_CUES + _IFEVAL_CUES + _CAST_CUES + _FORM_ONLY_CUES + _LEGAL_CUES + _GATE_CUES)))
 
@@ -1253,8 +1257,10 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
         )
         if not creative:
             creative = _long_text_ordered(first_user[:2000]) or _long_text_ordered(user_tail)  # often ordered last
-        if not creative and len(first_words) < 60 and not _CREATIVE_KINDS.isdisjoint(first_words[:12]):
-            asked = _ASK_FOR_TEXT.match(head) or _NAMED_TEXT.match(head)  # "I need a wedding toast for...", "haiku about my cat"
+        if not creative and len(first_words) < 60:  # "I need a wedding toast for...", "haiku about my cat"
+            asked = _ASK_FOR_TEXT.match(head) if not _CREATIVE_KINDS.isdisjoint(first_words[:12]) else None
+            if asked is None and not _NAMED_TEXT_HEADS.isdisjoint(first_words[:6]):
+                asked = _NAMED_TEXT.match(head)
             creative = asked.group(0) if asked else None
         if creative:
             return Signals("content_generation", f"request to write: {creative!r}", [])
