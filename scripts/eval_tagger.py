@@ -34,7 +34,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from curation.schema import CATEGORIES  # noqa: E402
 from curation.tag import classify  # noqa: E402
-from train_tagger import EVAL_ONLY_ROUNDS, fit, hand_labelled_rows, prompt_key, read_labels, read_source, training_rows  # noqa: E402
+from train_tagger import (  # noqa: E402
+    EVAL_ONLY_ROUNDS, fit, hand_labelled_rows, prompt_key, read_labels, read_source, training_rows, written_half,
+)
 
 # Labelled by what the source is; never read by training. Left out: BFCL multi_turn_base,
 # whose rows arrive without their tool declarations (upstream keeps them in another file),
@@ -193,7 +195,8 @@ def evaluate_external(folder: Path, assistant_system: str | None = None, only: s
 def evaluate_conversations(files: list[Path]) -> dict:
     """The shipped model on whole labelled conversations: JSONL of {"label", "messages"} (system,
     user, assistant and tool turns), one file per held-out set; a bad line stops with file and line.
-    Halves as for --external, by the xxh3-64 of the row's id (dev: even -- the rows whose errors were read)."""
+    Halves as for --external, by the xxh3-64 of the row's id (dev: even -- the rows whose errors were read and, since
+    the eighth round, the model is trained on; test: never read, never trained on)."""
     rows = []
     for f in files:
         for n, line in enumerate(f.read_text(encoding="utf-8").split("\n"), 1):
@@ -205,8 +208,7 @@ def evaluate_conversations(files: list[Path]) -> dict:
                     raise ValueError(f"label {r['label']!r} / messages")
             except (ValueError, KeyError, TypeError) as e:
                 sys.exit(f"error: {f}:{n}: not a labelled conversation ({e})")
-            half = "dev" if int(xxhash.xxh3_64_hexdigest(str(r.get("id", n)).encode("utf-8")), 16) % 2 == 0 else "test"
-            rows.append((f.stem, r["messages"], r["label"], half))
+            rows.append((f.stem, r["messages"], r["label"], written_half(str(r.get("id", n)))))
     pred = [c for c, _, _ in classify([r[1] for r in rows])]
     print("per file: macro-F1 / accuracy (rows)")
     for name in sorted({r[0] for r in rows}):
