@@ -1032,10 +1032,10 @@ def _rule(
         stripped.split("\n", 1)[0].rstrip().endswith((":", "{", ";", ")")) or _code_lines(stripped[:1200], 2) >= 2
     ):
         return "coding", f"prompt opens with code: {stripped.splitlines()[0][:80]!r}"
-    if "create table" in found and _SQL_SCHEMA.search(first_user[:4000]):
-        return "coding", f"an SQL table definition: {_SQL_SCHEMA.search(first_user[:4000]).group(0)!r}"
-    if ("input" in found or "time limit" in found) and _JUDGE_PROBLEM.search(first_user[:4000]):
-        return "coding", f"a programming-contest problem: {_JUDGE_PROBLEM.search(first_user[:4000]).group(0)!r}"
+    if "create table" in found and (schema := _SQL_SCHEMA.search(first_user[:4000])):
+        return "coding", f"an SQL table definition: {schema.group(0)!r}"
+    if ("input" in found or "time limit" in found) and (problem := _JUDGE_PROBLEM.search(first_user[:4000])):
+        return "coding", f"a programming-contest problem: {problem.group(0)!r}"
     if stripped.startswith("this question refers to the following information"):
         return "domain_expert", "an exam question on a source passage (MMLU/AP history stem)"
     if stripped[:5].startswith(("[", "(", "*")) and _WRITING_PROMPT_TAG.match(stripped[:8]):
@@ -1067,8 +1067,8 @@ def _rule(
         form = system_form_rule(head) if not about_code else None
         if form:
             return "steering", f"system prompt form rule: {form[:80]!r}"
-        if _OVERRIDE.search(opening[:600]):  # the user tries to talk the assistant out of its system prompt
-            return "steering", f"an attempt to override the system prompt: {_OVERRIDE.search(opening[:600]).group(0)!r}"
+        if override := _OVERRIDE.search(opening[:600]):  # the user tries to talk the assistant out of its system prompt
+            return "steering", f"an attempt to override the system prompt: {override.group(0)!r}"
     if "prompt" in found or "instructions" in found or "system message" in found:
         extraction = _PROMPT_EXTRACTION.search(opening[:600])
         if extraction:
