@@ -23,7 +23,7 @@ import json
 import re
 import zlib
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field as dataclass_field
 from functools import lru_cache
 from importlib import resources
 from itertools import chain
@@ -956,7 +956,7 @@ class Signals:
     rule: str | None  # category set by a rule, if any
     rule_evidence: str | None
     tokens: list[str]
-    words: list[str] = field(default_factory=list)  # the plain words among ``tokens``: all the dense part can match
+    words: list[str] = dataclass_field(default_factory=list)  # the plain words among ``tokens``: all the dense part can match
 
 
 _FORM_ONLY_CUES = ("no intro", "rest of th", "rest of our", "exactly", "letter", "syllable", "punctuation", " max", "from now on",
