@@ -757,29 +757,31 @@ _NOT_CLINICAL = ("toxic", "viral", "virus", "doctor", "nurse", "drug", "depress"
 # Chinese request into the English words the model already weighs (写 文章 -> write article), and the
 # word lists above fire on them. General knowledge, not read off any labelled rows.
 _CJK_GLOSSARY: dict[str, str] = {
-    "write": "写 撰写 创作 编写 起草 续写 改写 仿写 扩写 写作 書いて 書く",
+    "write": "写 撰写 创作 编写 起草 续写 改写 仿写 扩写 写作 書いて 書く 書き",
+    "create": "作成 創作",
     "design": "设计 策划",
-    "article": "文章 稿件 推文 公众号",
+    "article": "文章 稿件 推文 公众号 記事 ブログ",
     "essay": "散文 作文 随笔 论文",
-    "story": "故事 小说 童话 寓言 情节 剧情 小説 物語",
-    "poem": "诗 诗歌 律诗 绝句 古诗 词牌",
-    "lyrics": "歌词",
-    "screenplay": "剧本 脚本 台词 串词 解说词",
+    "story": "故事 小说 童话 寓言 情节 剧情 小説 物語 あらすじ 童話 昔話",
+    "novel": "ラノベ 長編",
+    "poem": "诗 诗歌 律诗 绝句 古诗 词牌 詩 俳句 短歌 和歌",
+    "lyrics": "歌词 歌詞",
+    "screenplay": "剧本 脚本 台词 串词 解说词 台詞 シナリオ",
     "speech": "开场白 讲稿 演讲稿 致辞 祝酒词",
     "review": "书评 影评 读后感 观后感 评论",
     "ad": "广告 文案 宣传 营销 求人広告",
     "slogan": "标语 口号 广告语 キャッチコピー",
     "letter": "祝福语 贺词 贺卡",
-    "email": "邮件 信件 书信 来信 一封信",
+    "email": "邮件 信件 书信 来信 一封信 メール",
     "outline": "大纲 提纲",
-    "code": "代码 编程 程序 函数 算法 接口 数据库 编译 调试",
+    "code": "代码 编程 程序 函数 算法 接口 数据库 编译 调试 コード プログラム 関数",
     "python": "python",
     "sql": "sql",
     "calculate": "计算 求解 算出 等于多少 多少钱 各有多少 解题 鸡兔同笼 計算",
     "equation": "方程 不等式 函数图像",
-    "probability": "概率",
+    "probability": "概率 確率",
     "geometry": "几何 三角形 圆 面积 周长 体积",
-    "prove": "证明",
+    "prove": "证明 証明",
     "math": "数学 算术 加法 减法 乘法 除法",
     "roleplay": "扮演 角色扮演",
     "pretend": "假设你是 假装你是 你现在是 请你作为",
@@ -802,7 +804,7 @@ _CJK_GLOSSARY: dict[str, str] = {
 
 def _glossary_matcher(glossary: dict[str, str]) -> tuple[dict[str, str], re.Pattern]:
     """(term -> English word, a pattern finding the terms, longest first) for a glossary."""
-    terms = {term: word for word, listed in glossary.items() for term in listed.split()}
+    terms = {term.replace("~", " "): word for word, listed in glossary.items() for term in listed.split()}  # "~": a space
     return terms, re.compile("|".join(sorted(map(re.escape, terms), key=len, reverse=True)))
 
 
@@ -813,22 +815,32 @@ _CJK_CHAR = compile_alternation(r"[\u3400-\u9fff]")
 # Other languages, the same way: cue words of Spanish, Portuguese, French, German, Italian and Russian
 # requests (and the write/poem/story words of a dozen more) mapped to the English words the model knows. Stems in Cyrillic or with accents are found
 # as substrings (only in texts that are not plain ASCII); unaccented words are looked up whole.
-_INTL_GLOSSARY: dict[str, str] = {
-    "ad": "anúncio",
-    "write": "напиши написать сочини écris écrire écrivez schreib escribí générer génère viết بنویس اكتب लिखो लिखिए लिखें "
-             "γράψε 써줘 작성해",
-    "poem": "стих поэм poème poesía poésie bài thơ قصيدة कविता ποίημα şiir",
-    "story": "рассказ истори сказк história câu chuyện truyện ngắn داستان कहानी hikâye",
+_INTL_GLOSSARY: dict[str, str] = {  # "~" joins the words of a term
+    "ad": "anúncio реклам",
+    "write": "напиши написать сочини écris écrire écrivez schreib escribí générer génère rédige viết بنویس اكتب लिखो लिखिए लिखें "
+             "γράψε 써줘 작성해 เขียน napiš napište",
+    "create": "придумай придумать придумайте bịa بساز créez crée genera",
+    "continue": "допиши дописать продолжи continuación continúa",
+    "poem": "стих поэм четверостиш вірш poème poesía poésie thơ قصيدة شعر कविता ποίημα şiir กลอน บทกวี báseň",
+    "story": "рассказ истори сказк басн оповідання história chuyện truyện داستان قصة कहानी hikâye นิทาน เรื่องสั้น "
+             "příběh povídk 이야기 소설 märchen erzählung",
     "song": "песн canción canção",
+    "lyrics": "lời~bài~hát 가사 şarkı~sözü liedtext",
     "letter": "письм",
     "essay": "эссе сочинени",
-    "article": "статью статья artículo",
-    "screenplay": "сценари guión",
-    "code": "код функци программ скрипт código función função",
-    "calculate": "вычисл посчитай рассчита",
-    "equation": "уравнени ecuación equação équation",
-    "probability": "вероятност probabilité probabilità",
-    "prove": "докажи доказа",
+    "article": "статью статья artículo مقال",
+    "screenplay": "сценари guión kịch~bản scénář scénu scenariusz 대본",
+    "dialogue": "диалог diálogo",
+    "toast": "тост",
+    "slogan": "слоган eslogan",
+    "code": "код функци программ скрипт código función função lập~trình 코드 함수 โค้ด كود کد",
+    "calculate": "вычисл посчитай рассчита 계산 คำนวณ احسب",
+    "solve": "реши",
+    "equation": "уравнени ecuación equação équation phương~trình 방정식 สมการ معادله معادلة",
+    "probability": "вероятност probabilité probabilità xác~suất 확률",
+    "prove": "докажи доказа chứng~minh 증명",
+    "integral": "интеграл tích~phân",
+    "derivative": "производн đạo~hàm",
     "explain": "объясни erkläre",
 }
 _INTL_TERMS, _INTL_TERM = _glossary_matcher(_INTL_GLOSSARY)
@@ -838,7 +850,10 @@ _FOREIGN_WORDS: dict[str, str] = {
         "write": "escribe escribir escriba escreva escreve escrever ecris ecrire ecrivez schreibe schreiben scrivi scrivere redacta redige "
                  "napisz napisi napisati tulis tuliskan schrijf skriv skriva kirjoita",
         "poem": "poema poemas poesia poeme gedicht gedichte poesie wiersz pesmu pjesmu puisi pantun syair dikt",
-        "story": "cuento relato conto historia histoire geschichte kurzgeschichte storia racconto opowiadanie verhaal cerita",
+        "story": "cuento relato conto historia histoire geschichte kurzgeschichte storia racconto opowiadanie verhaal cerita "
+                 "novela romanzo favola fabula hikaye",
+        "screenplay": "guion roteiro drehbuch sceneggiatura senaryo",
+        "dialogue": "dialogo",
         "song": "cancion chanson canzone lagu piosenka piosenke",
         "letter": "carta lettre lettera anschreiben",
         "essay": "ensayo ensaio aufsatz saggio",
@@ -846,11 +861,10 @@ _FOREIGN_WORDS: dict[str, str] = {
         "law": "ley leyes loi lois gesetz gesetze legge lei",
         "tax": "impuesto impuestos steuer steuern imposta impostos",
         "article": "articulo artigo artikel articolo",
-        "code": "codigo funcion funcao fonction funktion programm",
-        "calculate": "calcula calcule calcular calculer berechne berechnen calcola",
-        "equation": "ecuacion equacao gleichung equazione",
+        "code": "codigo funcion funcao fonction funktion programm algoritmo kod",
+        "calculate": "calcula calcule calcular calculer berechne berechnen calcola hesapla",
+        "equation": "ecuacion equacao gleichung equazione denklem",
         "probability": "probabilidad probabilidade wahrscheinlichkeit",
-        "screenplay": "guion roteiro drehbuch sceneggiatura",
         "explain": "explica explique erklare erklaere spiega",
     }.items()
     for w in words.split()

@@ -19,7 +19,7 @@ from curation.ingest import ingest_paths
 from curation.io import conversations_from_rows, read_conversations, write_table
 from curation.meta import load_meta
 from curation.schema import CATEGORIES
-from curation.tag import TagConfig, classify, parse_llm_category, shipped_tagger, tag_table
+from curation.tag import _WORD, TagConfig, classify, foreign_words, parse_llm_category, shipped_tagger, tag_table
 
 ROOT = Path(__file__).resolve().parents[1]
 CURATE = [sys.executable, "-m", "curation"]
@@ -239,6 +239,19 @@ def test_requests_in_other_languages_reach_the_english_cue_words():
                "कहानी लिखो एक बहादुर लड़की के बारे में"]                 # Hindi
     got = classify([[{"role": "user", "content": p}] for p in prompts])
     assert [c for c, _, _ in got] == ["content_generation"] * 3 + ["math"] + ["content_generation"] * 3, got
+
+
+def test_the_glossary_reaches_thai_czech_japanese_and_more_russian_requests():
+    prompts = ["เขียนกลอนเกี่ยวกับฤดูฝน",                                   # Thai: write a poem
+               "Придумай короткий тост на свадьбу друга",                  # Russian: come up with a toast
+               "春の桜について俳句を三つ書いてください",                        # Japanese: haiku
+               "Napiš krátkou povídku o robotovi, který se naučil malovat.",  # Czech: a short story
+               "Hãy viết lời bài hát về mùa thu Hà Nội"]                   # Vietnamese: lyrics (a three-word term)
+    got = classify([[{"role": "user", "content": p}] for p in prompts])
+    assert [c for c, _, _ in got] == ["content_generation"] * len(prompts), got
+    # The words of a Vietnamese term count only together: "câu" (a sentence, a numbered question) is no story.
+    text = "câu 3: một bài toán về tổng hai số"
+    assert foreign_words(text, _WORD.findall(text)) == []
 
 
 def test_a_question_about_someones_health_is_medicine():
