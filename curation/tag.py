@@ -374,10 +374,11 @@ _IFEVAL_FORM = compile_alternation(
     r"|\buse (?:all|only) (?:lowercase|uppercase|capital) letters\b|\bletters are (?:lowercase|uppercase|capitali[sz]ed)\b"
     r"|\brepeat (?:all )?(?:the )?(?:text above|exact request|first line)\b|\brepeat [^.]{0,30} word for word\b"
     r"|\bmy answer is (?:yes|no|maybe)\b|\b(?:each |every )?sections? marked with\b|\bno other language is allowed\b"
-    r"|\b(?:finish|end) (?:your |the |it )?(?:entire |whole )?(?:response|answer|reply|poem|letter|email|essay|story )?with (?:the |this )?(?:exact )?(?:phrase|sentence)\b"
+    r"|\b(?:finish|end) (?:your |the |it )?(?:entire |whole )?(?:(?:response|answer|reply|poem|letter|email|essay|story) )?with (?:the |this )?(?:exact )?(?:phrase|sentence)\b"
     r"|\bp\.p\.s\b|\bpost ?script\b[^.\n]{0,30}\b(?:starting|starts|beginning|begins) with\b"
     r"|\ball in (?:lowercase|uppercase|capital) letters\b|\bwithout (?:using )?(?:any )?(?:capital letters|commas)\b"
     r"|\b\d+ to \d+ (?:sentences|paragraphs|bullet points)\b|\binclude the words\b"
+    r"|\b(?:at least|at most|fewer than|less than|exactly) \d+ words\b[^.\n]{0,40}\b(?:in all caps|in all capital letters|all capitali[sz]ed)"
     r"|\b(?:include|includes|including|contain|contains|containing|use|uses) the (?:letter|word|keyword) [\"']?\w+[\"']? at least (?:\d+|once|twice)"
 )
 _VERIFIABLE_TAIL_CUES = ("respon", "answer", "repl", "output", "word", "letter", "comma", "sentence", "line", "paragraph", "section", "emoji", "quote")

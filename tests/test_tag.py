@@ -216,6 +216,8 @@ def test_ifeval_forms_are_steering_and_a_length_target_is_a_long_text():
         "Write a limerick about a baker that contains 5 to 7 sentences.",
         "Draft an email to my landlord about the heating. Add a postscript to your response that starts with P.S.",
         "Write a product pitch for a kettle that includes the letter k at least 6 times.",
+        'Write a sonnet about the tide and end your entire response with the exact phrase "Is that all?"',
+        "Write a jingle for a bakery. At least 4 words in your reply should be in all caps.",
     ]
     got = classify([[{"role": "user", "content": p}] for p in steering])
     assert [c for c, _, _ in got] == ["steering"] * len(steering), got
