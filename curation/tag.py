@@ -631,22 +631,22 @@ _WRITING_WORDS = frozenset(
 # Everyday words that also have a specialist sense (sentence, current, interest, cell...) are left out.
 _DOMAIN_LEXICON: dict[str, str] = {
     "med": "diagnos symptom disease clinic patient medic drug dosage therap surgery surgical cancer tumor tumour oncolog "
-           "diabet vaccin infect virus viral bacteri immun antibod antigen anatom physiolog pharmac toxic veterinar "
+           "diabet vaccin infect virus bacteri immun antibod antigen anatom physiolog pharmac toxic veterinar "
            "psychiatr neurolog neuron cardio cardiac arter syndrome lesion prognos pathogen pathol insulin renal kidney "
            "hepat liver pulmonar respirat metabol hormone endocrin antibiot chemotherap radiolog epidemiolog dementia "
            "alzheimer parkinson autism adhd depress schizophren bipolar ibuprofen acetaminophen placebo cholesterol "
            "hypertens asthma allerg inflamm glucose nutrient dietar obesity prescri orthoped dermatolog ophthalm "
-           "pediatr obstetr gynecolog "
+           "pediatr obstetr gynecolog drugs doses "
            # clinical and consumer-health words (stems that are not the start of everyday words: not "pill", "hospital", "statin")
            "pregnan trimester postpartum prenatal antenatal fetal fetus miscarr contracept ovulat menstru menopaus fever "
-           "nausea vomit diarrh rash fractur sprain bleeding dizz fainted seizure migraine headache dehydrat breastfe "
+           "nausea vomit diarrh rash rashes fractur sprain bleeding dizzy dizziness fainted seizure migraine headache dehydrat breastfe "
            "newborn neonat injur concuss paramedic physician doctor nurse biopsy ultrasound dialysis catheter stent "
            "pneumon bronch influenza covid coronavir sepsis anemi anaemi thyroid arthrit osteopor eczema psoria acne "
            "opioid steroid antidepress ssri lupus nephr herpes ulcer hernia colonoscop mammogra tetanus rabies malaria "
            "tubercul epilep anaphyla epipen isotretin dose mg cpr icu mri ecg ekg hiv flu "
            # symptoms and body parts people describe when they ask about their health
            "swollen swelling itchy itching sore cough sneez bruis lumps numbness tingl insomnia fatigue aching "
-           "ankle knee wrist spine spinal jaw toe ribs lung lungs stomach abdomen abdominal bowel bladder uterus prostate "
+           "ankle knee knees wrist spine spinal jaw toe ribs lung lungs stomach abdomen abdominal bowel bladder uterus prostate "
            "thirsty urinat sciatica tendon ligament cartilage sinusitis tonsil "
            # everyday health words people use instead of clinical ones
            "vitamin toothache earache stomachache dental dentist crohn colitis reflux heartburn constipat bloating hives "
@@ -654,10 +654,10 @@ _DOMAIN_LEXICON: dict[str, str] = {
     "law": "legal statut court lawsuit litigat liabilit constitution amendment regulat complian patent copyright "
            "trademark tort plaintiff defendant jurisdiction estoppel fiduciar attorney lawyer judici verdict "
            "prosecut felon misdemean contract indemn arbitrat precedent legislat gdpr hipaa subpoena testimon "
-           "custody landlord tenant eviction law laws sue",
-    "fin": "financ invest stock bond equit hedge portfolio inflation monetar fiscal accounting bookkeep derivativ "
+           "custody landlord tenant eviction law laws sue torts tortious",
+    "fin": "financ invest stock$ stocks$ stockholder stockbroker bond bonds equit hedge$ hedges$ hedging$ portfolio inflation monetar fiscal accounting bookkeep derivativ "
            "crypto blockchain econom gdp revenue valuation asset amortiz depreciat dividend actuar mortgage "
-           "liquidity recession tariff macroeconom microeconom keynes elasticit arbitrage volatil ledger audit "
+           "liquidity recession tariff macroeconom microeconom keynes elasticit arbitrage volatil ledger audit$ audits$ auditor$ auditors$ auditing$ "
            "ebitda cashflow treasur bitcoin ethereum defi forex annuit",
     "phys": "physics quantum relativ thermodynam electromagnet magnet electron photon neutrino particle wavelength "
             "entropy momentum inertia gravit velocity accelerat kinetic friction oscillat frequenc optic refract "
@@ -665,7 +665,7 @@ _DOMAIN_LEXICON: dict[str, str] = {
             "inductor transistor torque aerodynam viscos astrophys cosmolog astronom galax stellar supernova "
             "boson fermion quark hadron lepton asteroid comet planetar exoplanet nebula redshift pulsar quasar "
             "interferen diffract polariz dielectric impedance resistor",
-    "chem": "chemi molecul atom isotope ion ions ionic covalent oxidat catalys enzyme protein polymer inorganic acid "
+    "chem": "chemi molecul atom atoms atomic isotope ion ions ionic covalent oxidat catalys enzyme protein polymer inorganic acid acids acidic acidity "
             "alkali ph stoichiom reagent solvent solute titrat periodic electrolys hydrocarbon alkane ester "
             "molar molarity enthalpy equilibri solubil precipitat electronegativ redox isomer alkene alkyne benzene "
             "ketone aldehyde cation anion",
@@ -679,20 +679,21 @@ _DOMAIN_LEXICON: dict[str, str] = {
     "hum": "philosoph theolog historian historiograph linguist literar sociolog anthropolog psycholog epistemolog "
            "ontolog metaphysic ethic existential phenomenolog hermeneut semiotic kant hegel nietzsche marx "
            "aristotle plato socrat descartes foucault postmodern colonial feudal geopolit sovereign ideolog "
-           "rhetoric morpholog phonolog",
+           "rhetoric morpholog phonolog kantian marxism marxist",
     "sci": "scientif research hypothes theory theories empiric experiment methodolog statistic variance regression "
            "correlation causal bayes",
 }
 
 
 def _lexicon_index(lexicon: dict[str, str]) -> tuple[dict[str, tuple[tuple[str, str], ...]], dict[str, str]]:
-    """(four-letter prefix -> (stem, field)s) for stems of four letters or more; whole words for shorter ones."""
+    """(four-letter prefix -> (stem, field)s) for stems of five letters or more; whole words for shorter ones, so
+    "gene" is not "general" or "generate", "defi" not "define", "cell" not "cello" and "tort" not "tortilla"."""
     by_prefix: dict[str, list[tuple[str, str]]] = {}
     whole: dict[str, str] = {}
     for field, stems in lexicon.items():
         for stem in stems.split():
-            if len(stem) < 4:
-                whole[stem] = field
+            if len(stem) <= 4 or stem.endswith("$"):  # "$": a whole word ("hedge$" is not "hedgehog")
+                whole[stem.rstrip("$")] = field
             else:
                 by_prefix.setdefault(stem[:4], []).append((stem, field))
     return {k: tuple(v) for k, v in by_prefix.items()}, whole
@@ -1226,7 +1227,9 @@ def conversation_signals(messages: list[dict], max_chars: int = 2000, apply_rule
         flags.append("§writing_words")
     # An expert framing in the system prompt ("You are a UK tax information assistant", "...a historian of early
     # modern Europe") says which field the questions come from: its specialist words count with the prompt's.
-    sys_words = set(_WORD.findall(sys_text[:600])) if sys_text else set()
+    # The framing sentence counts even when it is an assistant's ("You are a UK tax information assistant."), the other
+    # boilerplate does not (Llama 2's "...toxic, dangerous, or illegal content" names no field).
+    sys_words = set(_WORD.findall(_SENTENCE_BREAK.split(sys_text[:600], maxsplit=1)[0] + " " + sys_rest[:600])) if sys_text else set()
     fields = domain_fields(head_words | sys_words) if sys_words else domain_fields(head_words)
     if fields:
         n_domain = len(fields)

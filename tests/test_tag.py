@@ -655,3 +655,12 @@ def test_cli_llm_method_with_endpoint_flag(tmp_path):
         assert manifest["args"]["method"] == "llm" and manifest["args"]["endpoint"]["model"] == "fake-model"
         assert manifest["stats"]["by_source"] == {"llm": 1}
         assert (tmp_path / "out.journal.jsonl").exists()
+
+
+def test_short_lexicon_stems_match_whole_words_only():
+    """Stems of four letters or fewer ("gene", "defi", "cell", "tort") and stems marked "$" ("hedge$") are whole words:
+    "generate a list" and "define X" are no biology or finance, "tortilla" no law."""
+    from curation.tag import field_of
+    assert [field_of(w) for w in ("general", "generate", "define", "definitely", "cello", "tortilla", "lunge", "hedgehog", "audition")] == [None] * 9
+    assert [field_of(w) for w in ("genes", "genetic", "cells", "torts", "lungs", "hedge", "auditor", "stocks")] == [
+        "bio", "bio", "bio", "law", "med", "fin", "fin", "fin"]
