@@ -167,7 +167,7 @@ def plan(recipe: Recipe, recipe_path: Path, run_dir: Path) -> list[Step]:
         out = run_dir / OUTPUTS[name]
         cfg = getattr(recipe, name, None)
         settings = cfg.model_dump(mode="json") if isinstance(cfg, BaseModel) else {}
-        if name in ("evolve", "respond") or (name == "tag" and recipe.tag.method == "llm"):
+        if name in ("evolve", "respond") or (name == "tag" and recipe.tag.method in ("llm", "hybrid")):
             settings["endpoint"] = recipe.endpoint.model_dump(mode="json")
         if name == "ingest":
             settings = {"sources": [s.model_dump() for s in recipe.sources]}

@@ -53,8 +53,13 @@ class TagConfig(BaseModel):
     """Settings of `curate tag` (recipe section ``tag``)."""
 
     model_config = ConfigDict(extra="forbid")
-    method: Literal["auto", "llm"] = Field(
-        "auto", description="auto: offline rules + shipped model on the CPU; llm: ask the configured endpoint."
+    method: Literal["auto", "llm", "hybrid"] = Field(
+        "auto", description="auto: offline rules + shipped model on the CPU; llm: ask the configured endpoint for every row; "
+        "hybrid: offline first, then the endpoint only for rows the model decided with confidence below hybrid_below.",
+    )
+    hybrid_below: float = Field(
+        0.6, ge=0.0, le=1.0, description="With method hybrid: rows the offline model decided with a lower confidence go to the "
+        "endpoint (rules-decided rows never do).",
     )
     retag_declared: bool = Field(
         False, description="Re-tag rows that already carry a category instead of keeping the declared one."
@@ -1536,14 +1541,24 @@ def tag_table(table: pa.Table, config: TagConfig, endpoint: "Endpoint | None" = 
     invalid = {i for i in todo if categories[i] is not None and categories[i] not in CATEGORIES}
     messages = table.column("messages").to_pylist() if todo else []
     stats: dict = {"method": config.method}
+    if config.method in ("llm", "hybrid") and todo and endpoint is None:
+        raise CurationError(f"tag --method {config.method} needs an endpoint (recipe `endpoint`, or OPENAI_BASE_URL / OPENAI_API_KEY)")
+    ids = table.column("id").to_pylist() if config.method != "auto" and todo else []
     if config.method == "llm" and todo:
-        if endpoint is None:
-            raise CurationError("tag --method llm needs an endpoint (recipe `endpoint`, or OPENAI_BASE_URL / OPENAI_API_KEY)")
-        ids = table.column("id").to_pylist()
         decided, usage = classify_llm([ids[i] for i in todo], [messages[i] for i in todo], config, endpoint, journal)
         stats["llm"] = usage
     else:
         decided = classify([messages[i] for i in todo], config.max_chars)
+    if config.method == "hybrid" and todo:
+        unsure = [j for j, (_, source, extra) in enumerate(decided) if source == "model" and extra["tag_confidence"] < config.hybrid_below]
+        stats["hybrid_sent"] = len(unsure)
+        asked, usage = classify_llm([ids[todo[j]] for j in unsure], [messages[todo[j]] for j in unsure], config, endpoint, journal)
+        stats["llm"] = usage
+        for j, (cat, source, extra) in zip(unsure, asked):
+            if source == "llm":  # the offline answer stays on record beside the endpoint's
+                offline_cat, _, offline_extra = decided[j]
+                extra = {**extra, "tag_offline_category": offline_cat, "tag_confidence": offline_extra["tag_confidence"]}
+            decided[j] = (cat, source, extra)
 
     new_categories = list(categories)
     new_metas = list(metas)

@@ -637,6 +637,34 @@ def test_llm_method_over_real_http(tmp_path, monkeypatch):
         assert result.stats["llm"]["llm_fallbacks"] == 1
 
 
+def test_hybrid_method_asks_the_endpoint_only_for_the_models_unsure_rows(tmp_path, monkeypatch):
+    """Rules-decided rows and confident model rows stay offline; rows under the confidence bar go to the endpoint,
+    and the offline answer stays in meta beside the endpoint's."""
+    rows = [{"id": "code", "messages": [{"role": "user", "content": "def f(x):\n    return x"}], "source": "x"},   # a rule decides
+            {"id": "vaccines", "messages": [{"role": "user", "content": "How do vaccines train the immune system?"}], "source": "x"},
+            {"id": "plants", "messages": [{"role": "user", "content": "What are some good ways to keep my houseplants alive while I'm on vacation?"}], "source": "x"}]
+    offline = {r["id"]: r for r in tag_table(conversations_from_rows(rows), TagConfig()).kept.to_pylist()}
+    confidence = {k: load_meta(r["meta"]).get("tag_confidence") for k, r in offline.items()}
+    assert confidence["code"] is None and None not in (confidence["vaccines"], confidence["plants"])
+    bar = (confidence["vaccines"] + confidence["plants"]) / 2
+    unsure = min(("vaccines", "plants"), key=confidence.get)
+    with ChatServer(lambda body: ('{"category": "steering"}', "stop"), model="fake-model") as server:
+        monkeypatch.setenv("TAG_TEST_KEY", "sk-test")
+        endpoint = Endpoint(base_url=server.base_url, model="fake-model", api_key="sk-test",
+                            config=EndpointConfig(api_key_env="TAG_TEST_KEY", max_retries=0))
+        result = tag_table(conversations_from_rows(rows), TagConfig(method="hybrid", hybrid_below=bar), endpoint)
+        assert len(server.bodies) == 1 and rows[[r["id"] for r in rows].index(unsure)]["messages"][0]["content"] in server.bodies[0]["messages"][-1]["content"]
+    out = {r["id"]: r for r in result.kept.to_pylist()}
+    meta = load_meta(out[unsure]["meta"])
+    assert out[unsure]["category"] == "steering" and meta["category_source"] == "llm"
+    assert meta["tag_offline_category"] == offline[unsure]["category"] and meta["tag_confidence"] == confidence[unsure]
+    for k in {"code", "vaccines", "plants"} - {unsure}:
+        assert out[k]["category"] == offline[k]["category"]
+    assert result.stats["hybrid_sent"] == 1 and result.stats["by_source"]["llm"] == 1
+    with pytest.raises(CurationError, match="hybrid needs an endpoint"):
+        tag_table(conversations_from_rows(rows), TagConfig(method="hybrid"))
+
+
 def test_cli_llm_method_with_endpoint_flag(tmp_path):
     with _tagging_server() as server:
         rows = [{"id": "code", "messages": [{"role": "user", "content": "def f(x): return x"}], "source": "x"}]
@@ -655,6 +683,22 @@ def test_cli_llm_method_with_endpoint_flag(tmp_path):
         assert manifest["args"]["method"] == "llm" and manifest["args"]["endpoint"]["model"] == "fake-model"
         assert manifest["stats"]["by_source"] == {"llm": 1}
         assert (tmp_path / "out.journal.jsonl").exists()
+        # hybrid: only the model's unsure rows are sent (here every model row: --hybrid-below 1), never a rule's row
+        rows = [{"id": "sum", "messages": [{"role": "user", "content": "What is 17 * 23?"}], "source": "x"},
+                {"id": "aqueducts", "messages": [{"role": "user", "content": "Tell me about the history of the Roman aqueducts."}], "source": "x"}]
+        src, out = tmp_path / "in2.parquet", tmp_path / "out2.parquet"
+        write_table(conversations_from_rows(rows), src)
+        sent = len(server.bodies)
+        proc = subprocess.run(
+            CURATE + ["tag", str(src), "--out", str(out), "--method", "hybrid", "--hybrid-below", "1",
+                      "--endpoint", server.base_url, "--model", "fake-model"],
+            capture_output=True, text=True, cwd=ROOT, env=env, timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr
+        manifest = json.loads((tmp_path / "out2.manifest.json").read_text())
+        assert manifest["args"]["method"] == "hybrid" and manifest["args"]["hybrid_below"] == 1.0
+        assert manifest["stats"]["hybrid_sent"] == 1 and len(server.bodies) == sent + 1
+        assert "Roman aqueducts" in server.bodies[-1]["messages"][-1]["content"]
 
 
 def test_short_lexicon_stems_match_whole_words_only():
