@@ -201,9 +201,9 @@ def design_matrix(token_lists: list[list[str]], vocab: dict[str, int]) -> sp.csr
 def train(token_lists, labels, vocab, categories, l2: float, dense: np.ndarray | None = None, l2_dense: float = 1e-3,
           max_iter: int = 2000) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Class-balanced softmax regression on binary token features (plus dense features), L2-regularised and solved
-    to convergence with L-BFGS. The objective is strictly convex, so the weights are its one minimum: no seed, no
-    step count, and a small change to the features or rows moves the model only a little (200 steps of Adam, used
-    until the ninth round, left the weights of rare tokens wherever the steps happened to stop)."""
+    to convergence with L-BFGS from zero. The objective is convex and L2 makes its minimum in the weights unique: no
+    seed, no step count, and a small change to the features or rows moves the model only a little (200 steps of Adam,
+    used until the ninth round, left the weights of rare tokens wherever the steps happened to stop)."""
     X = design_matrix(token_lists, vocab)
     n, v, k = X.shape[0], X.shape[1], len(categories)
     X2 = dense if dense is not None else np.zeros((n, 0))
