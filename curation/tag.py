@@ -826,13 +826,13 @@ _INTL_GLOSSARY: dict[str, str] = {  # "~" joins the words of a term
     "ad": "anúncio реклам",
     "write": "напиши написать сочини écris écrire écrivez schreib escribí générer génère rédige viết بنویس اكتب लिखो लिखिए लिखें "
              "γράψε 써줘 작성해 เขียน napiš napište",
-    "create": "придумай придумать придумайте bịa بساز créez crée genera",
+    "create": "придумай придумать придумайте bịa بساز créez crée",
     "continue": "допиши дописать продолжи continuación continúa",
     "poem": "стих поэм четверостиш вірш poème poesía poésie thơ قصيدة شعر कविता ποίημα şiir กลอน บทกวี báseň",
     "story": "рассказ истори сказк басн оповідання história chuyện truyện داستان قصة कहानी hikâye นิทาน เรื่องสั้น "
              "příběh povídk 이야기 소설 märchen erzählung",
     "song": "песн canción canção",
-    "lyrics": "lời~bài~hát 가사 şarkı~sözü liedtext",
+    "lyrics": "lời~bài~hát 가사 şarkı~sözü",
     "letter": "письм",
     "essay": "эссе сочинени",
     "article": "статью статья artículo مقال",
@@ -861,6 +861,8 @@ _FOREIGN_WORDS: dict[str, str] = {
                  "novela romanzo favola fabula hikaye",
         "screenplay": "guion roteiro drehbuch sceneggiatura senaryo",
         "dialogue": "dialogo",
+        "create": "genera",  # plain ASCII, so a whole word: as a substring it would be in "general"
+        "lyrics": "liedtext",
         "song": "cancion chanson canzone lagu piosenka piosenke",
         "letter": "carta lettre lettera anschreiben",
         "essay": "ensayo ensaio aufsatz saggio",
