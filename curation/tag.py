@@ -1499,9 +1499,11 @@ def parse_llm_category(text: str | None) -> str | None:
 
 
 def classify_llm(
-    ids: list[str], messages_list: list[list[dict]], config: TagConfig, endpoint: "Endpoint", journal=None, progress: bool = True
+    ids: list[str], messages_list: list[list[dict]], config: TagConfig, endpoint: "Endpoint", journal=None, progress: bool = True,
+    offline: list[tuple[str, str, dict]] | None = None,
 ) -> tuple[list[tuple[str, str, dict]], dict]:
-    """Ask the endpoint for each conversation; failures fall back to the offline tagger."""
+    """Ask the endpoint for each conversation; failures fall back to the offline tagger (``offline``: its answers,
+    when the caller has them already)."""
     from .client import ChatRequest, chat_many
 
     requests = [
@@ -1526,8 +1528,11 @@ def classify_llm(
             out.append(None)  # type: ignore[arg-type]
             fallback_rows.append((i, resp.error or f"unusable answer {str(resp.text)[:80]!r}"))
     if fallback_rows:
-        offline = classify([messages_list[i] for i, _ in fallback_rows], config.max_chars)
-        for (i, why), (cat, source, extra) in zip(fallback_rows, offline):
+        if offline is None:
+            answers = classify([messages_list[i] for i, _ in fallback_rows], config.max_chars)
+        else:
+            answers = [offline[i] for i, _ in fallback_rows]
+        for (i, why), (cat, source, extra) in zip(fallback_rows, answers):
             out[i] = (cat, source, {**extra, "tag_llm_error": why})
     usage = {**usage, "llm_fallbacks": len(fallback_rows)}
     return out, usage
@@ -1554,7 +1559,8 @@ def tag_table(table: pa.Table, config: TagConfig, endpoint: "Endpoint | None" = 
     if config.method == "hybrid" and todo:
         unsure = [j for j, (_, source, extra) in enumerate(decided) if source == "model" and extra["tag_confidence"] < config.hybrid_below]
         stats["hybrid_sent"] = len(unsure)
-        asked, usage = classify_llm([ids[todo[j]] for j in unsure], [messages[todo[j]] for j in unsure], config, endpoint, journal)
+        asked, usage = classify_llm([ids[todo[j]] for j in unsure], [messages[todo[j]] for j in unsure], config, endpoint, journal,
+                                    offline=[decided[j] for j in unsure])
         stats["llm"] = usage
         for j, (cat, source, extra) in zip(unsure, asked):
             if source == "llm":  # the offline answer stays on record beside the endpoint's
