@@ -653,7 +653,8 @@ def test_hybrid_method_asks_the_endpoint_only_for_the_models_unsure_rows(tmp_pat
         endpoint = Endpoint(base_url=server.base_url, model="fake-model", api_key="sk-test",
                             config=EndpointConfig(api_key_env="TAG_TEST_KEY", max_retries=0))
         result = tag_table(conversations_from_rows(rows), TagConfig(method="hybrid", hybrid_below=bar), endpoint)
-        assert len(server.bodies) == 1 and rows[[r["id"] for r in rows].index(unsure)]["messages"][0]["content"] in server.bodies[0]["messages"][-1]["content"]
+        prompt = {r["id"]: r for r in rows}[unsure]["messages"][0]["content"]
+        assert len(server.bodies) == 1 and prompt in server.bodies[0]["messages"][-1]["content"]
     out = {r["id"]: r for r in result.kept.to_pylist()}
     meta = load_meta(out[unsure]["meta"])
     assert out[unsure]["category"] == "steering" and meta["category_source"] == "llm"
