@@ -230,6 +230,8 @@ def train(token_lists, labels, vocab, categories, l2: float, dense: np.ndarray |
 
     result = minimize(loss_and_grad, np.zeros((v + d + 1) * k), jac=True, method="L-BFGS-B",
                       options={"maxiter": max_iter, "maxcor": 20, "gtol": 1e-9, "ftol": 1e-12})
+    if not result.success:  # the weights would then not be the minimum the docstring promises
+        print(f"warning: L-BFGS stopped before converging after {result.nit} iterations: {result.message}", file=sys.stderr)
     W, D, b = unpack(result.x)
     return W.astype(np.float32), b.astype(np.float32), (D if dense is not None else None)
 
